@@ -1,0 +1,157 @@
+"""Run a torchdistill YAML pipeline: train (teacher with cross-entropy, or student by distillation), evaluate on the
+validation loader each epoch, keep the best-on-validation checkpoint, and test on the test loader.
+
+The flow is torchdistill's image-classification example (load_yaml_file -> import_dependencies -> models ->
+get_training_box / get_distillation_box -> epochs -> test), written against its public API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import torchvision  # noqa: F401  (torchdistill's registries need torchvision imported first)
+from torchdistill.common import yaml_util
+from torchdistill.common.main_util import import_dependencies, init_distributed_mode, is_main_process, save_ckpt
+from torchdistill.core.distillation import get_distillation_box
+from torchdistill.core.training import get_training_box
+from torchdistill.datasets.util import build_data_loader
+from torchdistill.models.official import get_image_classification_model
+from torchdistill.models.registry import get_model
+
+from zskd_plugin.teacher import load_checkpoint_state
+
+_logger = logging.getLogger(__name__)
+
+TOP_LEVEL_KEYS = ("dependencies", "datasets", "models", "train", "test")
+
+
+@dataclass
+class PipelineResult:
+    """Figures of one pipeline run (accuracies in %)."""
+
+    config: str
+    student_key: str
+    student_test_acc: float
+    teacher_test_acc: float | None
+    best_val_acc: float | None
+    num_epochs: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Load a YAML config with torchdistill's loader (which builds the ``datasets:`` block) and check its keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {str(path)!r} does not exist")
+    config = yaml_util.load_yaml_file(str(path))
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config {str(path)!r} is not a YAML mapping")
+    unknown = [k for k in config if k not in TOP_LEVEL_KEYS and not str(k).startswith("_")]
+    if unknown:
+        raise ValueError(f"unknown top-level key(s) {unknown} in {path}; valid: {list(TOP_LEVEL_KEYS)}")
+    import_dependencies(config.get("dependencies", None))
+    return config
+
+
+def load_model(model_config: Mapping[str, Any], distributed: bool = False) -> nn.Module:
+    """torchvision name first, then torchdistill's registry (as torchdistill does); checkpoint read weights-only."""
+    model = get_image_classification_model(model_config, distributed)
+    if model is None:
+        model = get_model(model_config["key"], model_config.get("repo_or_dir", None), **(model_config.get("kwargs") or {}))
+    src_ckpt = model_config.get("src_ckpt", None)
+    if src_ckpt:
+        model.load_state_dict(load_checkpoint_state(src_ckpt, model_config.get("allow_unsafe_checkpoint", False)))
+    return model
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data_loader: DataLoader, device: torch.device) -> float:
+    """Top-1 accuracy (%) over a loader of (image, int label)."""
+    model.eval()
+    correct = total = 0
+    for batch in data_loader:
+        images, labels = batch[0].to(device), batch[1].to(device)
+        correct += (model(images).argmax(dim=1) == labels).sum().item()
+        total += labels.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def run_pipeline(
+    config_path: str | Path,
+    device: str = "cpu",
+    seed: int | None = None,
+    progress: bool = True,
+) -> PipelineResult:
+    """Train and test the pipeline of one YAML config; returns its figures."""
+    distributed, world_size, device_ids = init_distributed_mode(1, "env://")
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = load_config(config_path)
+    torch_device = torch.device(device)
+    models_config = config["models"]
+    teacher_config = models_config.get("teacher_model", None)
+    teacher = load_model(teacher_config, distributed).to(torch_device) if teacher_config else None
+    student_config = models_config.get("student_model", models_config.get("model"))
+    if student_config is None:
+        raise ValueError("models: needs `student_model` (or `model` for teacher training)")
+    student = load_model(student_config, distributed).to(torch_device)
+    dst_ckpt = student_config.get("dst_ckpt")
+    if not dst_ckpt:
+        raise ValueError("models: student_model needs `dst_ckpt`, the checkpoint path to write")
+    dataset_dict = config["datasets"]
+    train_config = config["train"]
+
+    box = (
+        get_training_box(student, dataset_dict, train_config, torch_device, device_ids, distributed, 1)
+        if teacher is None
+        else get_distillation_box(teacher, student, dataset_dict, train_config, torch_device, device_ids, distributed, 1)
+    )
+    trained = box.model if teacher is None else box.student_model
+    history: list[dict[str, float]] = []
+    best_val = None
+    start = time.time()
+    for epoch in range(box.num_epochs):
+        box.pre_epoch_process(epoch=epoch)
+        t0, losses = time.time(), []
+        batches = tqdm(box.train_data_loader, desc=f"epoch {epoch + 1}/{box.num_epochs}", leave=False,
+                       disable=None if progress and is_main_process() else True)
+        for sample_batch, targets, supp_dict in batches:
+            loss = box.forward_process(sample_batch.to(torch_device), targets.to(torch_device), supp_dict)
+            box.post_forward_process(loss=loss)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+            losses.append(loss.item())
+        val_acc = evaluate(trained, box.val_data_loader, torch_device)
+        entry = {"epoch": epoch, "loss": sum(losses) / max(len(losses), 1), "val_acc": val_acc, "seconds": time.time() - t0}
+        history.append(entry)
+        _logger.info("epoch %d/%d: loss %.4f, val acc %.2f%% (%.1f s)", epoch + 1, box.num_epochs, entry["loss"], val_acc,
+                     entry["seconds"])
+        if best_val is None or val_acc > best_val:
+            best_val = val_acc
+            save_ckpt(trained, box.optimizer, box.lr_scheduler, best_val, {"config": str(config_path)}, dst_ckpt)
+        box.post_epoch_process()
+    train_seconds = time.time() - start
+    box.clean_modules()
+
+    student.load_state_dict(load_checkpoint_state(dst_ckpt))
+    test_config = config["test"]["test_data_loader"]
+    test_loader = build_data_loader(dataset_dict[test_config["dataset_id"]], test_config, distributed)
+    teacher_acc = evaluate(teacher, test_loader, torch_device) if teacher is not None else None
+    student_acc = evaluate(student, test_loader, torch_device)
+    _logger.info("test accuracy: student %.2f%%, teacher %s", student_acc, teacher_acc)
+    return PipelineResult(
+        config=str(config_path), student_key=student_config["key"], student_test_acc=student_acc,
+        teacher_test_acc=teacher_acc, best_val_acc=best_val, num_epochs=box.num_epochs,
+        train_seconds=train_seconds, history=history,
+    )

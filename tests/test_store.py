@@ -1,0 +1,139 @@
+import json
+
+import pytest
+import torch
+
+from zskd_plugin.builder import build_impression_dataset, make_impression_store
+from zskd_plugin.impressions import ImpressionConfig, plan_parts
+from zskd_plugin.store import ImpressionStore, PartData, StoreError
+from zskd_plugin.synthesis import SynthesisConfig
+
+from conftest import make_tiny_teacher
+
+SYN = {"num_iters": 5, "lr": 0.05, "batch_size": 8}
+
+
+def _teacher_file(tmp_path, seed=0):
+    path = tmp_path / f"teacher{seed}.pt"
+    torch.save({"model": make_tiny_teacher(seed).state_dict()}, path)
+    return {"key": "conftest.TinyTeacher", "source": "import", "src_ckpt": str(path)}
+
+
+def _store(tmp_path, teacher, **overrides):
+    kwargs = dict(teacher=teacher, num_impressions=40, store_root=tmp_path / "stores", synthesis=SYN, progress=False)
+    kwargs.update(overrides)
+    return make_impression_store(**kwargs)
+
+
+def test_parts_are_planned_within_class_and_beta_rows():
+    plans = plan_parts(4, ImpressionConfig(num_impressions=42, synthesis=SynthesisConfig(batch_size=4)))
+    assert sum(p.count for p in plans) == 42
+    assert all(p.count <= 4 for p in plans)
+    per_class = [sum(p.count for p in plans if p.class_index == k) for k in range(4)]
+    assert per_class == [11, 11, 10, 10]
+    assert {p.beta for p in plans} == {1.0, 0.1}
+    with pytest.raises(ValueError, match="at least one per class"):
+        plan_parts(10, ImpressionConfig(num_impressions=5))
+
+
+def test_store_holds_float_pixels_and_targets_with_a_manifest(tmp_path):
+    store = _store(tmp_path, _teacher_file(tmp_path))
+    data = store.load()
+    assert data.images.dtype == torch.float32 and data.images.shape == (40, 1, 8, 8)
+    assert data.images.min() >= 0 and data.images.max() <= 1
+    assert torch.allclose(data.targets.sum(1), torch.ones(40), atol=1e-5)
+    manifest = json.loads(store.manifest_path.read_text())
+    assert manifest["complete"] is True and manifest["num_impressions"] == 40
+    assert manifest["spec"]["impressions"]["synthesis"]["num_iters"] == 5
+    assert len(manifest["spec"]["teacher"]["sha256"]) == 64
+    assert all(len(p["sha256"]) == 64 for p in manifest["parts"])
+    # no pickle: every part is a safetensors file (8-byte header length, then a JSON header)
+    part = store.part_path(0).read_bytes()
+    assert part[8:9] == b"{"
+    assert not list(store.path.rglob("*.tmp"))
+
+
+def test_second_run_reuses_the_store_without_synthesising(tmp_path, monkeypatch):
+    teacher = _teacher_file(tmp_path)
+    first = _store(tmp_path, teacher)
+    stamps = {p: p.stat().st_mtime_ns for p in first.parts_dir.iterdir()}
+    import zskd_plugin.impressions as impressions
+
+    def fail(*args, **kwargs):
+        raise AssertionError("synthesis ran again")
+
+    monkeypatch.setattr(impressions, "synthesize_batch", fail)
+    second = _store(tmp_path, teacher)
+    assert second.path == first.path
+    assert {p: p.stat().st_mtime_ns for p in second.parts_dir.iterdir()} == stamps
+
+
+def test_same_seed_same_store_and_other_settings_other_store(tmp_path):
+    teacher = _teacher_file(tmp_path)
+    a = _store(tmp_path, teacher, store_root=tmp_path / "a")
+    b = _store(tmp_path, teacher, store_root=tmp_path / "b")
+    assert a.path.name == b.path.name
+    assert torch.equal(a.load().images, b.load().images)
+    assert _store(tmp_path, teacher, seed=1).path != a.path
+    assert _store(tmp_path, _teacher_file(tmp_path, seed=1)).path != a.path  # other weights, other key
+    assert _store(tmp_path, teacher, dirichlet={"betas": [1.0], "beta_shares": [1.0]}).path != a.path
+
+
+def test_corrupted_part_is_detected_and_only_it_is_made_again(tmp_path, caplog):
+    teacher = _teacher_file(tmp_path)
+    store = _store(tmp_path, teacher)
+    original = store.load().images.clone()
+    victim = store.part_path(2)
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="checksum"):
+        store.read_part(2)
+    other_stamp = store.part_path(0).stat().st_mtime_ns
+    store.manifest_path.unlink()  # as if the run that corrupted it never finished
+    again = _store(tmp_path, teacher)
+    assert "part 2" in caplog.text
+    assert store.part_path(0).stat().st_mtime_ns == other_stamp
+    assert torch.equal(again.load().images, original)
+
+
+def test_incomplete_store_is_not_loaded(tmp_path):
+    store = ImpressionStore(tmp_path / "s", {"x": 1}, num_parts=2)
+    store.prepare()
+    store.write_part(0, PartData(torch.zeros(2, 1, 2, 2), torch.full((2, 3), 1 / 3), torch.zeros(2)))
+    assert store.missing_parts() == [1]
+    with pytest.raises(StoreError, match="finalise"):
+        store.finalize()
+    with pytest.raises(StoreError, match="not complete"):
+        store.load()
+
+
+def test_unwritable_store_root_names_the_fix(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store root should be")
+    with pytest.raises(StoreError, match="store_root"):
+        _store(tmp_path, _teacher_file(tmp_path), store_root=blocker / "stores")
+    assert blocker.read_text() == "a file where the store root should be"
+
+
+def test_dataset_splits_are_disjoint_and_labelled_for_their_use(tmp_path):
+    teacher = _teacher_file(tmp_path)
+    common = dict(teacher=teacher, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False,
+                  val_fraction=0.25)
+    train = build_impression_dataset(split="train", **common)
+    val = build_impression_dataset(split="val", **common)
+    assert len(train) == 30 and len(val) == 10
+    image, target = train[0]
+    assert image.shape == (1, 8, 8) and target.shape == (4,)
+    assert isinstance(val[0][1], int)
+    train_rows = {tuple(x.flatten().tolist()) for x in train.images}
+    assert not any(tuple(x.flatten().tolist()) in train_rows for x in val.images)
+
+
+def test_misspelled_settings_are_named(tmp_path):
+    with pytest.raises(TypeError, match="num_iter.*valid keys"):
+        _store(tmp_path, _teacher_file(tmp_path), synthesis={"num_iter": 5})
+    with pytest.raises(TypeError, match="src_ckpts"):
+        _store(tmp_path, {"key": "lenet5", "src_ckpts": "x.pt"})
+    with pytest.raises(ValueError, match="num_impressions"):
+        _store(tmp_path, _teacher_file(tmp_path), num_impressions=0)

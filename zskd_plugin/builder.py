@@ -1,0 +1,147 @@
+"""Plain-data configuration to a Data Impression dataset: teacher -> store -> dataset.
+
+This is the one entry point that a YAML pipeline, the command line and Python code share; it knows nothing of
+torchdistill (the registry layer passes in a model resolver for torchdistill's registry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from .dataset import DataImpressionDataset, split_indices
+from .dirichlet import DirichletConfig
+from .impressions import ImpressionConfig, synthesize_impressions
+from .store import ImpressionStore
+from .synthesis import SynthesisConfig
+from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_config
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["build_impression_dataset", "config_from_mapping", "make_impression_store"]
+
+T = TypeVar("T")
+SPLITS = ("train", "val", "all")
+
+
+def config_from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, what: str) -> T:
+    """Build the frozen dataclass ``cls`` from a YAML mapping; a misspelled key raises naming it and the valid ones."""
+    if mapping is None:
+        return cls()
+    if isinstance(mapping, cls):
+        return mapping
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"`{what}` must be a mapping of settings, got {type(mapping).__name__}")
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in mapping if k not in valid]
+    if unknown:
+        raise TypeError(f"unknown `{what}` key(s) {unknown}; valid keys: {valid}")
+    return cls(**mapping)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def make_impression_store(
+    teacher: Mapping[str, Any] | TeacherSpec,
+    num_impressions: int,
+    store_root: str | os.PathLike = "./resource/zskd_store",
+    seed: int = 0,
+    synthesis: Mapping[str, Any] | SynthesisConfig | None = None,
+    dirichlet: Mapping[str, Any] | DirichletConfig | None = None,
+    num_classes: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    resolver: ModelResolver | None = None,
+) -> ImpressionStore:
+    """Load the teacher and make (or reuse) its complete Data Impression store.
+
+    Under ``torch.distributed`` rank 0 synthesises while the other ranks wait, then every rank opens the store.
+    """
+    spec = TeacherSpec.from_dict(teacher)
+    config = ImpressionConfig(
+        num_impressions=num_impressions,
+        seed=seed,
+        dirichlet=config_from_mapping(DirichletConfig, dirichlet, "dirichlet"),
+        synthesis=config_from_mapping(SynthesisConfig, synthesis, "synthesis"),
+    )
+    model = load_teacher(spec, resolver)
+    input_config = resolve_input_config(model, spec)
+    rank, world_size = _distributed()
+    kwargs = dict(
+        teacher=model, input_config=input_config, config=config, store_root=store_root, num_classes=num_classes,
+        classifier_path=spec.classifier_path, name=spec.key.rsplit(".", 1)[-1], device=_resolve_device(device),
+    )
+    if rank == 0:
+        store = synthesize_impressions(progress=progress, **kwargs)
+    if world_size > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        store = synthesize_impressions(progress=False, **kwargs)  # complete by now: only opens it
+    return store
+
+
+def build_impression_dataset(
+    teacher: Mapping[str, Any] | TeacherSpec,
+    num_impressions: int,
+    store_root: str | os.PathLike = "./resource/zskd_store",
+    seed: int = 0,
+    synthesis: Mapping[str, Any] | SynthesisConfig | None = None,
+    dirichlet: Mapping[str, Any] | DirichletConfig | None = None,
+    num_classes: int | None = None,
+    split: str = "train",
+    val_fraction: float = 0.0,
+    label_mode: str | None = None,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    resolver: ModelResolver | None = None,
+) -> DataImpressionDataset:
+    """A Data Impression dataset for ``teacher``, synthesised on first use and read from the store after.
+
+    Args:
+        teacher: teacher description (:class:`~zskd_plugin.teacher.TeacherSpec` fields).
+        num_impressions: total Data Impressions (paper: MNIST 24,000, Fashion-MNIST 48,000, CIFAR-10 40,000).
+        store_root: folder holding stores; each config gets its own sub-folder.
+        seed: base seed of targets and initial noise.
+        synthesis: :class:`~zskd_plugin.synthesis.SynthesisConfig` fields.
+        dirichlet: :class:`~zskd_plugin.dirichlet.DirichletConfig` fields.
+        num_classes: expected number of classes; checked against the teacher's final layer.
+        split: ``train`` (all but the held-out part), ``val`` (the held-out part) or ``all``.
+        val_fraction: share of the impressions held out for model selection.
+        label_mode: ``soft`` or ``argmax``; default ``soft`` for train/all and ``argmax`` for val.
+        transform: per-image transform (augmentation and the teacher's ``Normalize``; no ``ToTensor``).
+        device: where synthesis runs (``auto``: CUDA when available).
+        progress: show a progress bar while synthesising.
+        resolver: extra model registry for the teacher lookup.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "val" and not val_fraction > 0:
+        raise ValueError("split 'val' needs val_fraction > 0 (the share of impressions held out), e.g. 0.1")
+    store = make_impression_store(
+        teacher, num_impressions, store_root, seed, synthesis, dirichlet, num_classes, device, progress, resolver
+    )
+    data = store.load()
+    if split != "all":
+        train_idx, val_idx = split_indices(data.images.shape[0], val_fraction, seed)
+        index = train_idx if split == "train" else val_idx
+        data.images, data.targets = data.images[index], data.targets[index]
+    mode = label_mode or ("argmax" if split == "val" else "soft")
+    _logger.info("Data Impression dataset: %d items (split %s, labels %s) from %s", len(data.images), split, mode, store.path)
+    return DataImpressionDataset(data.images, data.targets, transform=transform, label_mode=mode, store_path=store.path)

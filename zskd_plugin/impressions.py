@@ -1,0 +1,201 @@
+"""From a teacher to a complete store of Data Impressions: plan the parts, synthesise the missing ones, finalise.
+
+Data flows one way: teacher -> class similarity -> Dirichlet targets -> synthesis -> store. A store is keyed by the
+teacher's weights and every setting that changes its content, so a second run with the same config reuses it.
+Each part is independent (its own seeds, derived from ``seed`` and the part index), so parts can be made in any
+order, by any process, and resumed one by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import nn
+from tqdm.auto import tqdm
+
+from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
+from .similarity import class_similarity, find_classifier
+from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
+from .synthesis import SynthesisConfig, frozen_teacher, synthesize_batch
+from .teacher import InputConfig, teacher_fingerprint
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["ImpressionConfig", "PartPlan", "plan_parts", "open_store", "synthesize_impressions"]
+
+
+@dataclass(frozen=True)
+class ImpressionConfig:
+    """Everything that determines a set of Data Impressions besides the teacher.
+
+    Attributes:
+        num_impressions: total Data Impressions, spread evenly over the classes (paper: 24,000 for MNIST).
+        seed: base seed; each part derives its own from it, so the same config and seed give the same store.
+        dirichlet: how soft targets are drawn.
+        synthesis: how inputs are optimised.
+    """
+
+    num_impressions: int
+    seed: int = 0
+    dirichlet: DirichletConfig = field(default_factory=DirichletConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_impressions, bool) or not isinstance(self.num_impressions, int) or self.num_impressions <= 0:
+            raise ValueError(f"num_impressions must be a positive integer, got {self.num_impressions!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """One part of the store: ``count`` impressions of one class at one beta."""
+
+    index: int
+    class_index: int
+    beta: float
+    count: int
+    row_position: int  # 0 for the first part of its (class, beta) row
+
+
+def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
+    """Split the impressions into parts of at most ``batch_size``, each within one (class, beta) row."""
+    if config.num_impressions < num_classes:
+        raise ValueError(
+            f"num_impressions={config.num_impressions} is fewer than the {num_classes} classes; ask for at least one "
+            "per class"
+        )
+    per_class = split_counts(config.num_impressions, (1.0 / num_classes,) * num_classes)
+    batch = config.synthesis.batch_size
+    plans: list[PartPlan] = []
+    for k in range(num_classes):
+        for beta, n_row in zip(config.dirichlet.betas, split_counts(per_class[k], config.dirichlet.beta_shares)):
+            for position, start in enumerate(range(0, n_row, batch)):
+                plans.append(PartPlan(len(plans), k, beta, min(batch, n_row - start), position))
+    return plans
+
+
+def _part_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def open_store(
+    store_root: str | os.PathLike,
+    teacher: nn.Module,
+    input_config: InputConfig,
+    config: ImpressionConfig,
+    num_classes: int,
+    name: str = "teacher",
+) -> ImpressionStore:
+    """The store for this teacher and config (nothing is written); its folder name carries a key of both."""
+    spec = {
+        "format_version": FORMAT_VERSION,
+        "teacher": {"name": name, "sha256": teacher_fingerprint(teacher)},
+        "input": dataclasses.asdict(input_config),
+        "num_classes": num_classes,
+        "impressions": config.to_dict(),
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return ImpressionStore(Path(store_root) / f"{safe_name}-{key}", spec, len(plan_parts(num_classes, config)))
+
+
+def synthesize_impressions(
+    teacher: nn.Module,
+    input_config: InputConfig,
+    config: ImpressionConfig,
+    store_root: str | os.PathLike,
+    num_classes: int | None = None,
+    classifier_path: str | None = None,
+    name: str = "teacher",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ImpressionStore:
+    """Make (or reuse) the complete store of Data Impressions for ``teacher``.
+
+    Parts already in the store and passing their checksum are kept; missing or corrupted ones are synthesised.
+    A cross-process lock makes a second process wait and then reuse the first one's work.
+
+    Returns:
+        The complete store (``store.load()`` gives images, targets and final losses).
+    """
+    classifier = find_classifier(teacher, num_classes, classifier_path)
+    num_classes = classifier.out_features
+    store = open_store(store_root, teacher, input_config, config, num_classes, name)
+    if store.is_complete():
+        _logger.info("reusing complete Data Impression store %s", store.path)
+        return store
+    store.prepare()
+    with FileLock(str(store.lock_path)):
+        if store.is_complete():  # another process finished it while we waited
+            return store
+        _synthesize_missing(teacher, classifier.weight, input_config, config, store, num_classes, device, progress)
+        store.finalize()
+    _logger.info("Data Impression store complete: %s", store.path)
+    return store
+
+
+def _synthesize_missing(
+    teacher: nn.Module,
+    classifier_weight: torch.Tensor,
+    input_config: InputConfig,
+    config: ImpressionConfig,
+    store: ImpressionStore,
+    num_classes: int,
+    device: str | torch.device,
+    progress: bool,
+) -> None:
+    plans = plan_parts(num_classes, config)
+    missing = set(store.missing_parts())
+    _logger.info(
+        "synthesising %d of %d parts (%d Data Impressions) into %s with %s",
+        len(missing), len(plans), sum(plans[i].count for i in missing), store.path, config,
+    )
+    similarity = class_similarity(classifier_weight, config.dirichlet.epsilon)
+    mean, std = input_config.mean_tensor(), input_config.std_tensor()
+    teacher.to(device)
+    bar = tqdm(total=sum(plans[i].count for i in missing), unit="DI", desc="Data Impressions", disable=None if progress else True)
+    previous: torch.Tensor | None = None
+    with frozen_teacher(teacher), bar:
+        for plan in plans:
+            if plan.index not in missing:
+                previous = None
+                continue
+            seed = _part_seed(config.seed, plan.index)
+            targets = sample_soft_targets(similarity[plan.class_index], plan.beta, plan.count, np.random.default_rng(seed))
+            init = None
+            if config.synthesis.warm_start and plan.row_position > 0:
+                if previous is None:
+                    previous = store.read_part(plan.index - 1).images
+                init = previous[: plan.count]  # only a row's last part can be smaller than the one before it
+            try:
+                result = synthesize_batch(
+                    teacher, targets, input_config.input_size, mean, std, config.synthesis,
+                    torch.Generator().manual_seed(seed), init=init,
+                )
+            except FloatingPointError as exc:
+                raise StoreError(
+                    f"part {plan.index} (class {plan.class_index}, beta {plan.beta}) diverged: {exc}; it was not "
+                    "written and completed parts are kept. Lower synthesis lr or check the teacher for NaN weights"
+                ) from exc
+            store.write_part(
+                plan.index,
+                PartData(result.images, targets, result.losses),
+                {"class_index": plan.class_index, "beta": plan.beta},
+            )
+            previous = result.images
+            bar.update(plan.count)
+            bar.set_postfix(loss=f"{result.losses.mean().item():.3f}", agree=f"{result.agreement.float().mean():.0%}")

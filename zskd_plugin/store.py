@@ -1,0 +1,230 @@
+"""On-disk store of Data Impressions: safetensors parts, per-part checksums and a manifest written last.
+
+Layout of one store (a folder named by the key of everything that determines its content)::
+
+    <root>/<name>-<key>/
+        spec.json                  what was asked for (teacher hash, synthesis and Dirichlet settings, seed)
+        parts/part-00003.safetensors   images (N, C, H, W) float32 in [0, 1], targets (N, K), losses (N,)
+        parts/part-00003.json      sha256 and size of the part file, written after it
+        manifest.json              written last; the store is complete only when it says so
+        .lock                      cross-process lock held while parts are written
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed, so an interrupted run
+never leaves a file that looks complete. Nothing here unpickles: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from .version import __version__
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["FORMAT_VERSION", "ImpressionStore", "PartData", "StoreError", "sha256_bytes"]
+
+FORMAT_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be read or written as asked."""
+
+
+@dataclass
+class PartData:
+    """The tensors of one part."""
+
+    images: Tensor
+    targets: Tensor
+    losses: Tensor
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; on failure nothing is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class ImpressionStore:
+    """One folder of Data Impression parts.
+
+    Args:
+        path: the store folder (created on first write).
+        spec: JSON-serialisable description of what the store holds; written to ``spec.json`` and the manifest.
+        num_parts: how many parts make the store complete.
+    """
+
+    def __init__(self, path: str | os.PathLike, spec: dict[str, Any], num_parts: int) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.num_parts = num_parts
+
+    # -- paths ---------------------------------------------------------------------------------------------------
+    @property
+    def parts_dir(self) -> Path:
+        return self.path / "parts"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    def part_path(self, index: int) -> Path:
+        return self.parts_dir / f"part-{index:05d}.safetensors"
+
+    def _part_meta_path(self, index: int) -> Path:
+        return self.parts_dir / f"part-{index:05d}.json"
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the folder and ``spec.json``; raises :class:`StoreError` naming the fix if it is not writable."""
+        try:
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            spec_path = self.path / "spec.json"
+            if not spec_path.exists():
+                _atomic_write(spec_path, json.dumps(self.spec, indent=2, sort_keys=True).encode())
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the Data Impression store at {self.path} ({exc.strerror or exc}); choose a writable "
+                "folder with `store_root:` in the dataset config (or --store-root), or fix its permissions"
+            ) from exc
+
+    def write_part(self, index: int, part: PartData, info: dict[str, Any] | None = None) -> str:
+        """Write part ``index`` atomically and return its sha256."""
+        tensors = {
+            "images": part.images.detach().to(torch.float32).contiguous().cpu(),
+            "targets": part.targets.detach().to(torch.float32).contiguous().cpu(),
+            "losses": part.losses.detach().to(torch.float32).contiguous().cpu(),
+        }
+        data = st_save(tensors, metadata={"format_version": str(FORMAT_VERSION), "part": str(index)})
+        digest = sha256_bytes(data)
+        meta = {"index": index, "sha256": digest, "bytes": len(data), "count": int(tensors["images"].shape[0])}
+        meta.update(info or {})
+        try:
+            _atomic_write(self.part_path(index), data)
+            _atomic_write(self._part_meta_path(index), json.dumps(meta, sort_keys=True).encode())
+        except OSError as exc:
+            raise StoreError(
+                f"could not write part {index} of the Data Impression store at {self.path} ({exc.strerror or exc}); "
+                "no partial file was left behind and completed parts are kept. Free disk space or choose another "
+                "store_root, then run again: only missing parts are synthesised"
+            ) from exc
+        return digest
+
+    def finalize(self) -> dict[str, Any]:
+        """Write ``manifest.json`` once every part is present and verified; returns the manifest."""
+        parts = []
+        for index in range(self.num_parts):
+            meta = self.part_meta(index)
+            if meta is None or not self.verify_part(index):
+                raise StoreError(f"cannot finalise {self.path}: part {index} is missing or corrupted")
+            parts.append(meta)
+        manifest = {
+            "complete": True,
+            "format_version": FORMAT_VERSION,
+            "plugin_version": __version__,
+            "num_parts": self.num_parts,
+            "num_impressions": sum(p["count"] for p in parts),
+            "spec": self.spec,
+            "parts": parts,
+        }
+        _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        return manifest
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def part_meta(self, index: int) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._part_meta_path(index).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def verify_part(self, index: int) -> bool:
+        """True when part ``index`` and its checksum record exist and agree."""
+        meta = self.part_meta(index)
+        if meta is None:
+            return False
+        try:
+            data = self.part_path(index).read_bytes()
+        except OSError:
+            return False
+        return len(data) == meta.get("bytes") and sha256_bytes(data) == meta.get("sha256")
+
+    def missing_parts(self) -> list[int]:
+        """Indices of parts absent or failing their checksum (a corrupted part is reported and counted missing)."""
+        missing = []
+        for index in range(self.num_parts):
+            if self.part_meta(index) is None and not self.part_path(index).exists():
+                missing.append(index)
+            elif not self.verify_part(index):
+                _logger.warning("part %d of %s is corrupted or incomplete; it will be synthesised again", index, self.path)
+                missing.append(index)
+        return missing
+
+    def manifest(self) -> dict[str, Any] | None:
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest if manifest.get("complete") is True else None
+
+    def is_complete(self) -> bool:
+        manifest = self.manifest()
+        return manifest is not None and manifest.get("num_parts") == self.num_parts
+
+    def read_part(self, index: int) -> PartData:
+        """Read one part, checking its sha256 against the record written with it."""
+        meta = self.part_meta(index)
+        try:
+            data = self.part_path(index).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"part {index} of {self.path} cannot be read ({exc})") from exc
+        if meta is None or sha256_bytes(data) != meta.get("sha256"):
+            raise StoreError(
+                f"part {index} of {self.path} fails its checksum (corrupted or truncated); run synthesis again with "
+                "the same config: only that part is made again"
+            )
+        tensors = st_load(data)
+        return PartData(images=tensors["images"], targets=tensors["targets"], losses=tensors["losses"])
+
+    def load(self) -> PartData:
+        """All parts concatenated in part order; the store must be complete."""
+        if not self.is_complete():
+            raise StoreError(f"the store at {self.path} is not complete; synthesise it first (`zskd synthesize`)")
+        parts = [self.read_part(i) for i in range(self.num_parts)]
+        return PartData(
+            images=torch.cat([p.images for p in parts]),
+            targets=torch.cat([p.targets for p in parts]),
+            losses=torch.cat([p.losses for p in parts]),
+        )
