@@ -70,9 +70,9 @@ def test_config_runs_two_steps_through_torchdistill(config: Path, tmp_path: Path
     train_cfg = cfg["train"]
     if "teacher_model" in models:
         teacher = load_model(models["teacher_model"])
-        box = get_distillation_box(teacher, student, cfg["datasets"], train_cfg, torch.device("cpu"), None, False)
+        box = get_distillation_box(teacher, student, cfg["datasets"], train_cfg, torch.device("cpu"), None, False, 1)
     else:
-        box = get_training_box(student, cfg["datasets"], train_cfg, torch.device("cpu"), None, False)
+        box = get_training_box(student, cfg["datasets"], train_cfg, torch.device("cpu"), None, False, 1)
     if "zskd" in config.name:
         assert isinstance(box.train_data_loader.dataset.org_dataset, DataImpressionDataset)
         assert "ZSKDLoss" in str(box.criterion)

@@ -50,6 +50,7 @@ def shrink_config(src: Path, dst_dir: Path, data_root: Path, overrides: dict[str
 
 def write_random_teacher(config_path: Path) -> None:
     """Save a randomly initialised teacher where the config's teacher ``src_ckpt`` points."""
+    from zskd_plugin.registry.models import resolve_registry_model
     from zskd_plugin.teacher import TeacherSpec, load_teacher
 
     teacher = load_raw(config_path)["models"].get("teacher_model")
@@ -58,4 +59,4 @@ def write_random_teacher(config_path: Path) -> None:
     spec = TeacherSpec.from_dict({k: v for k, v in teacher.items() if k != "src_ckpt"})
     path = Path(teacher["src_ckpt"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": load_teacher(spec).state_dict()}, path)
+    torch.save({"model": load_teacher(spec, resolve_registry_model).state_dict()}, path)
