@@ -29,12 +29,14 @@ def load_raw(path: Path) -> dict:
 
 
 def shrink_config(src: Path, dst_dir: Path, data_root: Path, overrides: dict[str, str] | None = None) -> Path:
-    """Copy a config with test sizes: few impressions and steps, paths under ``dst_dir``, one or two epochs."""
+    """Copy a config with test sizes (few impressions and steps, one epoch) and paths under ``dst_dir``.
+
+    ``overrides`` (regex -> replacement) are applied after the defaults and may replace a default pattern.
+    """
     text = src.read_text()
     subs = {
         r"num_impressions: \d+": "num_impressions: 60",
         r"num_iters: \d+": "num_iters: 3",
-        r"batch_size: \d+": "batch_size: 16",
         r"num_epochs: \d+": "num_epochs: 1",
         r"'\./resource/": f"'{dst_dir}/resource/",
         r"'\./data'": f"'{data_root}'",

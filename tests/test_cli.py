@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import torch
+
+from zskd_plugin.cli import main
+
+from conftest import make_tiny_teacher
+
+DI_CONFIG = """
+datasets:
+  &di di/train: !import_call
+    key: 'zskd_plugin.registry.datasets.data_impression_dataset'
+    init:
+      kwargs:
+        teacher: {{key: 'conftest.TinyTeacher', source: 'import', src_ckpt: '{ckpt}'}}
+        num_impressions: 16
+        store_root: '{root}'
+        synthesis: {{{synthesis}}}
+        progress: False
+"""
+
+
+def _write(tmp_path: Path, synthesis: str) -> Path:
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(make_tiny_teacher().state_dict(), ckpt)
+    path = tmp_path / "c.yaml"
+    path.write_text(DI_CONFIG.format(ckpt=ckpt, root=tmp_path / "stores", synthesis=synthesis))
+    return path
+
+
+def test_synthesize_writes_the_store_and_prints_it(tmp_path, capsys):
+    assert main(["synthesize", "--config", str(_write(tmp_path, "num_iters: 2, batch_size: 8"))]) == 0
+    out = capsys.readouterr().out
+    assert "di/train:" in out
+    store = Path(out.split("di/train:")[1].split()[0])
+    assert (store / "manifest.json").is_file() and len(list((store / "parts").glob("*.safetensors"))) == 8
+
+
+def test_misspelled_key_gets_a_clear_error_and_exit_code_2(tmp_path, capsys):
+    assert main(["synthesize", "--config", str(_write(tmp_path, "num_iter: 2"))]) == 2
+    err = capsys.readouterr().err
+    assert "unknown `synthesis` key(s) ['num_iter']" in err and "num_iters" in err
+    assert not (tmp_path / "stores").exists()  # nothing half-made
+
+
+def test_missing_config_and_bad_values(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["synthesize", "--config", str(_write(tmp_path, "temperature: -1"))]) == 2
+    assert "temperature must be a positive" in capsys.readouterr().err
+
+
+def test_prepare_data_reuses_verified_files(mnist_root, capsys):
+    assert main(["prepare-data", "mnist", "--root", str(mnist_root), "--offline"]) == 0
+    assert capsys.readouterr().out.strip().endswith("MNIST/raw")
+
+
+def test_prepare_data_rejects_files_that_are_not_mnist(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not mnist")
+    from zskd_plugin.data import DATASETS, _verified
+
+    assert not _verified(raw, DATASETS["mnist"])
