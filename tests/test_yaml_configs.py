@@ -79,6 +79,8 @@ def test_config_runs_two_steps_through_torchdistill(config: Path, tmp_path: Path
 
     before = [p.detach().clone() for p in student.parameters()]
     box.pre_epoch_process(epoch=0)
+    if "teacher_model" in models:  # our pre-epoch hook: the teacher stays in eval mode while the student trains
+        assert not box.teacher_model.training and box.student_model.training
     losses = []
     for step, (x, targets, supp) in enumerate(box.train_data_loader):
         loss = box.forward_process(x, targets, supp)

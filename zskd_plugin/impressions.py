@@ -135,15 +135,15 @@ def synthesize_impressions(
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
     store = open_store(store_root, teacher, input_config, config, num_classes, name)
-    if store.is_complete():
+    if store.is_complete() and not store.missing_parts():
         _logger.info("reusing complete Data Impression store %s", store.path)
         return store
     store.prepare()
     with FileLock(str(store.lock_path)):
-        if store.is_complete():  # another process finished it while we waited
-            return store
-        _synthesize_missing(teacher, classifier.weight, input_config, config, store, num_classes, device, progress)
-        store.finalize()
+        missing = store.missing_parts()  # re-checked under the lock: another process may have made them
+        if missing or not store.is_complete():
+            _synthesize_missing(teacher, classifier.weight, input_config, config, store, missing, device, progress)
+            store.finalize()
     _logger.info("Data Impression store complete: %s", store.path)
     return store
 
@@ -154,12 +154,12 @@ def _synthesize_missing(
     input_config: InputConfig,
     config: ImpressionConfig,
     store: ImpressionStore,
-    num_classes: int,
+    missing_parts: list[int],
     device: str | torch.device,
     progress: bool,
 ) -> None:
-    plans = plan_parts(num_classes, config)
-    missing = set(store.missing_parts())
+    plans = plan_parts(classifier_weight.shape[0], config)
+    missing = set(missing_parts)
     _logger.info(
         "synthesising %d of %d parts (%d Data Impressions) into %s with %s",
         len(missing), len(plans), sum(plans[i].count for i in missing), store.path, config,
