@@ -1,10 +1,9 @@
 from pathlib import Path
 
 import torch
+from conftest import make_tiny_teacher
 
 from zskd_plugin.cli import main
-
-from conftest import make_tiny_teacher
 
 DI_CONFIG = """
 datasets:
@@ -58,8 +57,20 @@ def test_prepare_data_reuses_verified_files(mnist_root, capsys):
 def test_prepare_data_rejects_files_that_are_not_mnist(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).write_bytes(b"not mnist")
     from zskd_plugin.data import DATASETS, _verified
 
     assert not _verified(raw, DATASETS["mnist"])
+
+
+def test_missing_torchdistill_section_is_named(tmp_path, capsys):
+    path = tmp_path / "no_train.yaml"
+    path.write_text("models:\n  model: {key: 'lenet5', kwargs: {}, dst_ckpt: 'x.pt'}\ndatasets: {}\n")
+    assert main(["train", "--config", str(path)]) == 2
+    assert "config key 'train' is missing or misspelled" in capsys.readouterr().err

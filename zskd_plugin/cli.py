@@ -1,8 +1,8 @@
 """``zskd`` command line: a thin shell over the library.
 
-    zskd prepare-data mnist --root ./data
-    zskd synthesize --config yaml_configs/mnist/zskd-lenet5_from_lenet5.yaml
-    zskd train --config yaml_configs/mnist/ce-lenet5.yaml
+zskd prepare-data mnist --root ./data
+zskd synthesize --config yaml_configs/mnist/zskd-lenet5_from_lenet5.yaml
+zskd train --config yaml_configs/mnist/ce-lenet5.yaml
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from .data import DATASETS, prepare_dataset
 from .store import StoreError
 
-USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, StoreError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, StoreError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zskd", description="Zero-Shot Knowledge Distillation for torchdistill")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    prep = sub.add_parser("prepare-data", parents=[common], help="put real MNIST / Fashion-MNIST in torchvision's raw layout")
+    prep = sub.add_parser(
+        "prepare-data", parents=[common], help="put real MNIST / Fashion-MNIST in torchvision's raw layout"
+    )
     prep.add_argument("dataset", choices=sorted(DATASETS))
     prep.add_argument("--root", default="./data", help="data root (torchvision's root; default ./data)")
     prep.add_argument("--offline", action="store_true", help="skip torchvision's download, use local packages only")
 
-    syn = sub.add_parser("synthesize", parents=[common], help="make the Data Impression stores of a config ahead of training")
+    syn = sub.add_parser(
+        "synthesize", parents=[common], help="make the Data Impression stores of a config ahead of training"
+    )
     syn.add_argument("--config", required=True, help="torchdistill YAML config")
 
-    train = sub.add_parser("train", parents=[common], help="run the torchdistill pipeline of a config and test the result")
+    train = sub.add_parser(
+        "train", parents=[common], help="run the torchdistill pipeline of a config and test the result"
+    )
     train.add_argument("--config", required=True, help="torchdistill YAML config")
     train.add_argument("--device", default="cpu", help="torch device (default cpu)")
     train.add_argument("--seed", type=int, default=None, help="torch seed for model init and data order")
@@ -49,7 +55,8 @@ def _synthesize(config_path: str) -> int:
 
     config = load_config(config_path)
     stores = {
-        name: ds.store_path for name, ds in config["datasets"].items()
+        name: ds.store_path
+        for name, ds in config["datasets"].items()
         if isinstance(ds, DataImpressionDataset) and ds.store_path is not None
     }
     if not stores:
@@ -66,8 +73,10 @@ def _train(args: argparse.Namespace) -> int:
     result = run_pipeline(args.config, device=args.device, seed=args.seed)
     if result.teacher_test_acc is not None:
         print(f"teacher test accuracy: {result.teacher_test_acc:.2f}%")
-    print(f"student ({result.student_key}) test accuracy: {result.student_test_acc:.2f}% "
-          f"[best val {result.best_val_acc:.2f}%, {result.num_epochs} epochs, {result.train_seconds:.0f} s]")
+    print(
+        f"student ({result.student_key}) test accuracy: {result.student_test_acc:.2f}% "
+        f"[best val {result.best_val_acc:.2f}%, {result.num_epochs} epochs, {result.train_seconds:.0f} s]"
+    )
     if args.result_json:
         Path(args.result_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.result_json).write_text(json.dumps(dataclasses.asdict(result), indent=2))
@@ -84,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "synthesize":
             return _synthesize(args.config)
         return _train(args)
+    except KeyError as exc:  # torchdistill reads config sections with plain indexing
+        print(
+            f"zskd {args.command}: error: config key {exc} is missing or misspelled; compare with the configs in "
+            "yaml_configs/",
+            file=sys.stderr,
+        )
+        return 2
     except USER_ERRORS as exc:
         print(f"zskd {args.command}: error: {exc}", file=sys.stderr)
         return 2
