@@ -51,7 +51,11 @@ class ImpressionConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_impressions, bool) or not isinstance(self.num_impressions, int) or self.num_impressions <= 0:
+        if (
+            isinstance(self.num_impressions, bool)
+            or not isinstance(self.num_impressions, int)
+            or self.num_impressions <= 0
+        ):
             raise ValueError(f"num_impressions must be a positive integer, got {self.num_impressions!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
@@ -134,6 +138,7 @@ def synthesize_impressions(
     """
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
+    _check_input_fits(teacher, input_config, num_classes, name)
     store = open_store(store_root, teacher, input_config, config, num_classes, name)
     if store.is_complete() and not store.missing_parts():
         _logger.info("reusing complete Data Impression store %s", store.path)
@@ -146,6 +151,27 @@ def synthesize_impressions(
             store.finalize()
     _logger.info("Data Impression store complete: %s", store.path)
     return store
+
+
+def _check_input_fits(teacher: nn.Module, input_config: InputConfig, num_classes: int, name: str) -> None:
+    """One forward pass on a blank image, so a wrong input size fails here with a message, not mid-synthesis."""
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.no_grad():
+            device = next(iter(teacher.parameters()), torch.empty(0)).device
+            logits = teacher(torch.zeros((1, *input_config.input_size), device=device))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"input_size {list(input_config.input_size)} does not fit teacher {name!r} ({exc}); set the teacher's "
+            "`input_size: [channels, height, width]` (and `in_chans` in its kwargs) to what it was trained on"
+        ) from None
+    finally:
+        teacher.train(was_training)
+    if tuple(logits.shape) != (1, num_classes):
+        raise ValueError(
+            f"teacher {name!r} returns shape {tuple(logits.shape)} for one image, expected (1, {num_classes}) logits"
+        )
 
 
 def _synthesize_missing(
@@ -162,12 +188,21 @@ def _synthesize_missing(
     missing = set(missing_parts)
     _logger.info(
         "synthesising %d of %d parts (%d Data Impressions) into %s with %s",
-        len(missing), len(plans), sum(plans[i].count for i in missing), store.path, config,
+        len(missing),
+        len(plans),
+        sum(plans[i].count for i in missing),
+        store.path,
+        config,
     )
     similarity = class_similarity(classifier_weight, config.dirichlet.epsilon)
     mean, std = input_config.mean_tensor(), input_config.std_tensor()
     teacher.to(device)
-    bar = tqdm(total=sum(plans[i].count for i in missing), unit="DI", desc="Data Impressions", disable=None if progress else True)
+    bar = tqdm(
+        total=sum(plans[i].count for i in missing),
+        unit="DI",
+        desc="Data Impressions",
+        disable=None if progress else True,
+    )
     previous: torch.Tensor | None = None
     with frozen_teacher(teacher), bar:
         for plan in plans:
@@ -175,7 +210,9 @@ def _synthesize_missing(
                 previous = None
                 continue
             seed = _part_seed(config.seed, plan.index)
-            targets = sample_soft_targets(similarity[plan.class_index], plan.beta, plan.count, np.random.default_rng(seed))
+            targets = sample_soft_targets(
+                similarity[plan.class_index], plan.beta, plan.count, np.random.default_rng(seed)
+            )
             init = None
             if config.synthesis.warm_start and plan.row_position > 0:
                 if previous is None:
@@ -183,8 +220,14 @@ def _synthesize_missing(
                 init = previous[: plan.count]  # only a row's last part can be smaller than the one before it
             try:
                 result = synthesize_batch(
-                    teacher, targets, input_config.input_size, mean, std, config.synthesis,
-                    torch.Generator().manual_seed(seed), init=init,
+                    teacher,
+                    targets,
+                    input_config.input_size,
+                    mean,
+                    std,
+                    config.synthesis,
+                    torch.Generator().manual_seed(seed),
+                    init=init,
                 )
             except FloatingPointError as exc:
                 raise StoreError(

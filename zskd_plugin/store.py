@@ -128,9 +128,17 @@ class ImpressionStore:
             "targets": part.targets.detach().to(torch.float32).contiguous().cpu(),
             "losses": part.losses.detach().to(torch.float32).contiguous().cpu(),
         }
-        data = st_save(tensors, metadata={"format_version": str(FORMAT_VERSION), "part": str(index)})
+        # No safetensors metadata: its header order varies between processes, and a resumed store must be
+        # byte-identical to an uninterrupted one. The part's record (below) and the manifest carry the metadata.
+        data = st_save(tensors)
         digest = sha256_bytes(data)
-        meta = {"index": index, "sha256": digest, "bytes": len(data), "count": int(tensors["images"].shape[0])}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "index": index,
+            "sha256": digest,
+            "bytes": len(data),
+            "count": int(tensors["images"].shape[0]),
+        }
         meta.update(info or {})
         try:
             _atomic_write(self.part_path(index), data)
@@ -188,7 +196,9 @@ class ImpressionStore:
             if self.part_meta(index) is None and not self.part_path(index).exists():
                 missing.append(index)
             elif not self.verify_part(index):
-                _logger.warning("part %d of %s is corrupted or incomplete; it will be synthesised again", index, self.path)
+                _logger.warning(
+                    "part %d of %s is corrupted or incomplete; it will be synthesised again", index, self.path
+                )
                 missing.append(index)
         return missing
 

@@ -1,0 +1,199 @@
+"""Fault injection: killed runs, concurrent runs, NaN, full disk, damaged parts, and bad settings."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zskd_plugin.store as store_module
+from zskd_plugin.builder import make_impression_store
+from zskd_plugin.dirichlet import DirichletConfig
+from zskd_plugin.impressions import ImpressionConfig, plan_parts
+from zskd_plugin.store import StoreError
+from zskd_plugin.synthesis import SynthesisConfig
+
+from conftest import TinyTeacher, make_tiny_teacher
+
+WORKER = Path(__file__).resolve().parent / "fault_worker.py"
+SYN = {"num_iters": 4, "lr": 0.05, "batch_size": 8}
+
+
+def _ckpt(tmp_path: Path) -> str:
+    path = tmp_path / "teacher.pt"
+    torch.save(make_tiny_teacher().state_dict(), path)
+    return str(path)
+
+
+def _spec(ckpt: str) -> dict:
+    return {"key": "conftest.TinyTeacher", "source": "import", "src_ckpt": ckpt}
+
+
+def _worker(ckpt: str, root: Path, num_iters: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), ckpt, str(root), str(num_iters)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _part_bytes(store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.parts_dir.glob("part-*"))}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_only_missing_parts_and_equals_an_uninterrupted_run(tmp_path):
+    ckpt, root = _ckpt(tmp_path), tmp_path / "killed"
+    proc = _worker(ckpt, root, num_iters=150)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("*/parts/part-*.json"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (store_dir,) = root.iterdir()
+    done = {p.name: p.stat().st_mtime_ns for p in (store_dir / "parts").glob("part-*.json")}
+    assert 4 <= len(done) < 24, "the worker was killed mid-run"
+    assert not (store_dir / "manifest.json").exists()
+
+    resumed = _worker(ckpt, root, num_iters=150)
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    assert f"synthesising {24 - len(done)} of 24 parts" in out  # only the missing ones
+    assert {n: (store_dir / "parts" / n).stat().st_mtime_ns for n in done} == done  # completed parts untouched
+
+    reference = _worker(ckpt, tmp_path / "reference", num_iters=150)
+    ref_out, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, ref_out
+    (ref_dir,) = (tmp_path / "reference").iterdir()
+    assert ref_dir.name == store_dir.name
+    assert {p.name: p.read_bytes() for p in sorted((ref_dir / "parts").iterdir())} == {
+        p.name: p.read_bytes() for p in sorted((store_dir / "parts").iterdir())
+    }
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_store_do_not_corrupt_it(tmp_path):
+    ckpt, root = _ckpt(tmp_path), tmp_path / "shared"
+    first, second = _worker(ckpt, root, num_iters=20), _worker(ckpt, root, num_iters=20)
+    outs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    assert sum("synthesising 24 of 24 parts" in out for out in outs) == 1  # one made it, the other waited
+    (store_dir,) = root.iterdir()
+    store = make_impression_store(_spec(ckpt), num_impressions=160, store_root=root,
+                                  synthesis={"num_iters": 20, "lr": 0.05, "batch_size": 8}, progress=False)
+    assert store.path == store_dir and store.missing_parts() == []
+    assert store.load().images.shape[0] == 160
+
+
+class NaNAfter(TinyTeacher):
+    """A teacher whose outputs turn NaN after ``limit`` forward passes (a divergence in the middle of a run)."""
+
+    limit = 0
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = super().forward(x)
+        return out * float("nan") if self.calls > self.limit else out
+
+
+def test_nan_names_the_part_writes_nothing_for_it_and_keeps_earlier_parts(tmp_path, monkeypatch):
+    ckpt = _ckpt(tmp_path)
+    # 1 forward for the input check, then 5 per part (4 steps + 1 final): NaN in the third part
+    monkeypatch.setattr(NaNAfter, "limit", 1 + 2 * 5 + 2)
+    spec = {"key": "test_faults.NaNAfter", "source": "import", "src_ckpt": ckpt}
+    with pytest.raises(StoreError, match=r"part 2 \(class 1, beta 1.0\) diverged.*NaN"):
+        make_impression_store(spec, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+    (store_dir,) = (tmp_path / "s").iterdir()
+    names = sorted(p.name for p in (store_dir / "parts").iterdir())
+    assert names == ["part-00000.json", "part-00000.safetensors", "part-00001.json", "part-00001.safetensors"]
+
+
+def test_full_disk_leaves_no_partial_part_and_a_rerun_completes(tmp_path, monkeypatch):
+    ckpt = _ckpt(tmp_path)
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def failing_fsync(fd):
+        calls["n"] += 1
+        if calls["n"] == 6:  # spec.json, then part 0 and its record, part 1 and its record, then part 2's data
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(store_module.os, "fsync", failing_fsync)
+    kwargs = dict(num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+    with pytest.raises(StoreError, match="No space left on device.*no partial file"):
+        make_impression_store(_spec(ckpt), **kwargs)
+    (store_dir,) = (tmp_path / "s").iterdir()
+    leftovers = sorted(p.name for p in store_dir.rglob("*") if p.is_file())
+    assert leftovers == ["part-00000.json", "part-00000.safetensors", "part-00001.json", "part-00001.safetensors",
+                         "spec.json"] or leftovers == [".lock", "part-00000.json", "part-00000.safetensors",
+                                                       "part-00001.json", "part-00001.safetensors", "spec.json"]
+    kept = {n: (store_dir / "parts" / n).read_bytes() for n in ("part-00000.safetensors", "part-00001.safetensors")}
+    monkeypatch.setattr(store_module.os, "fsync", real_fsync)
+    store = make_impression_store(_spec(ckpt), **kwargs)
+    assert store.missing_parts() == [] and store.is_complete()
+    assert all((store_dir / "parts" / n).read_bytes() == b for n, b in kept.items())
+
+
+def test_truncated_part_is_detected_and_remade(tmp_path, caplog):
+    ckpt = _ckpt(tmp_path)
+    kwargs = dict(num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+    store = make_impression_store(_spec(ckpt), **kwargs)
+    original = store.part_path(3).read_bytes()
+    store.part_path(3).write_bytes(original[: len(original) // 2])
+    again = make_impression_store(_spec(ckpt), **kwargs)
+    assert "part 3" in caplog.text and "corrupted" in caplog.text
+    assert again.part_path(3).read_bytes() == original
+
+
+def test_input_size_that_does_not_fit_the_teacher_is_explained(tmp_path):
+    spec = dict(_spec(_ckpt(tmp_path)), input_size=[3, 8, 8])
+    with pytest.raises(ValueError, match=r"input_size \[3, 8, 8\] does not fit"):
+        make_impression_store(spec, num_impressions=8, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    num_classes=st.integers(2, 12),
+    extra=st.integers(0, 3000),
+    batch_size=st.integers(1, 300),
+    raw_shares=st.lists(st.integers(0, 10), min_size=1, max_size=4).filter(lambda s: sum(s) > 0),
+)
+def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_size, raw_shares):
+    shares = [s / sum(raw_shares) for s in raw_shares]
+    config = ImpressionConfig(
+        num_impressions=num_classes + extra,
+        dirichlet=DirichletConfig(betas=[1.0 / (i + 1) for i in range(len(shares))], beta_shares=shares),
+        synthesis=SynthesisConfig(batch_size=batch_size),
+    )
+    plans = plan_parts(num_classes, config)
+    assert sum(p.count for p in plans) == num_classes + extra
+    assert all(0 < p.count <= batch_size for p in plans)
+    assert [p.index for p in plans] == list(range(len(plans)))
+    per_class = [sum(p.count for p in plans if p.class_index == k) for k in range(num_classes)]
+    assert max(per_class) - min(per_class) <= 1
+
+
+@given(
+    betas=st.lists(st.floats(-1, 5) | st.just(float("nan")), max_size=3),
+    shares=st.lists(st.floats(-0.5, 1.5) | st.just(float("nan")), max_size=3),
+    num_iters=st.integers(-3, 3),
+    temperature=st.floats(-5, 50) | st.sampled_from([float("nan"), float("inf")]),
+)
+def test_settings_are_either_valid_or_rejected_with_a_value_error(betas, shares, num_iters, temperature):
+    for build in (lambda: DirichletConfig(betas=betas, beta_shares=shares),
+                  lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature)):
+        try:
+            build()
+        except ValueError as exc:
+            assert "must" in str(exc)  # every rejection says what is expected
