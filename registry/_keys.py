@@ -14,7 +14,8 @@ def register_unique(table: MutableMapping[str, Any], register: Callable[..., Any
     """
     existing = table.get(key)
     if existing is obj or (
-        existing is not None and getattr(existing, "__qualname__", None) == obj.__qualname__
+        existing is not None
+        and getattr(existing, "__qualname__", None) == obj.__qualname__
         and getattr(existing, "__module__", None) == obj.__module__
     ):
         return

@@ -14,7 +14,9 @@ dotted path (it is also registered with ``register_dataset`` as ``DataImpression
             dirichlet: {betas: [1.0, 0.1], beta_shares: [0.5, 0.5]}
             split: 'train'
             val_fraction: 0.1
-            transform: !import_call {key: 'torchvision.transforms.Normalize', init: {kwargs: {mean: [0.1307], std: [0.3081]}}}
+            transform: !import_call
+              key: 'torchvision.transforms.Normalize'
+              init: {kwargs: {mean: [0.1307], std: [0.3081]}}
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ def zskd_pre_epoch_process_teacher_eval(self, epoch: int | None = None, **kwargs
 
 
 register_unique(
-    PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func, "zskd_pre_epoch_process_teacher_eval",
+    PRE_EPOCH_PROC_FUNC_DICT,
+    register_pre_epoch_proc_func,
+    "zskd_pre_epoch_process_teacher_eval",
     zskd_pre_epoch_process_teacher_eval,
 )

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision  # noqa: F401  (torchdistill's registries need torchvision imported first)
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
-import torchvision  # noqa: F401  (torchdistill's registries need torchvision imported first)
 from torchdistill.common import yaml_util
 from torchdistill.common.main_util import import_dependencies, init_distributed_mode, is_main_process, save_ckpt
 from torchdistill.core.distillation import get_distillation_box
@@ -27,6 +25,7 @@ from torchdistill.core.training import get_training_box
 from torchdistill.datasets.util import build_data_loader
 from torchdistill.models.official import get_image_classification_model
 from torchdistill.models.registry import get_model
+from tqdm.auto import tqdm
 
 from zskd_plugin.teacher import load_checkpoint_state
 
@@ -68,7 +67,9 @@ def load_model(model_config: Mapping[str, Any], distributed: bool = False) -> nn
     """torchvision name first, then torchdistill's registry (as torchdistill does); checkpoint read weights-only."""
     model = get_image_classification_model(model_config, distributed)
     if model is None:
-        model = get_model(model_config["key"], model_config.get("repo_or_dir", None), **(model_config.get("kwargs") or {}))
+        model = get_model(
+            model_config["key"], model_config.get("repo_or_dir", None), **(model_config.get("kwargs") or {})
+        )
     src_ckpt = model_config.get("src_ckpt", None)
     if src_ckpt:
         model.load_state_dict(load_checkpoint_state(src_ckpt, model_config.get("allow_unsafe_checkpoint", False)))
@@ -115,7 +116,9 @@ def run_pipeline(
     box = (
         get_training_box(student, dataset_dict, train_config, torch_device, device_ids, distributed, 1)
         if teacher is None
-        else get_distillation_box(teacher, student, dataset_dict, train_config, torch_device, device_ids, distributed, 1)
+        else get_distillation_box(
+            teacher, student, dataset_dict, train_config, torch_device, device_ids, distributed, 1
+        )
     )
     trained = box.model if teacher is None else box.student_model
     history: list[dict[str, float]] = []
@@ -124,19 +127,36 @@ def run_pipeline(
     for epoch in range(box.num_epochs):
         box.pre_epoch_process(epoch=epoch)
         t0, losses = time.time(), []
-        batches = tqdm(box.train_data_loader, desc=f"epoch {epoch + 1}/{box.num_epochs}", leave=False,
-                       disable=None if progress and is_main_process() else True)
+        batches = tqdm(
+            box.train_data_loader,
+            desc=f"epoch {epoch + 1}/{box.num_epochs}",
+            leave=False,
+            disable=None if progress and is_main_process() else True,
+        )
         for sample_batch, targets, supp_dict in batches:
             loss = box.forward_process(sample_batch.to(torch_device), targets.to(torch_device), supp_dict)
             box.post_forward_process(loss=loss)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
+                )
             losses.append(loss.item())
         val_acc = evaluate(trained, box.val_data_loader, torch_device)
-        entry = {"epoch": epoch, "loss": sum(losses) / max(len(losses), 1), "val_acc": val_acc, "seconds": time.time() - t0}
+        entry = {
+            "epoch": epoch,
+            "loss": sum(losses) / max(len(losses), 1),
+            "val_acc": val_acc,
+            "seconds": time.time() - t0,
+        }
         history.append(entry)
-        _logger.info("epoch %d/%d: loss %.4f, val acc %.2f%% (%.1f s)", epoch + 1, box.num_epochs, entry["loss"], val_acc,
-                     entry["seconds"])
+        _logger.info(
+            "epoch %d/%d: loss %.4f, val acc %.2f%% (%.1f s)",
+            epoch + 1,
+            box.num_epochs,
+            entry["loss"],
+            val_acc,
+            entry["seconds"],
+        )
         if best_val is None or val_acc > best_val:
             best_val = val_acc
             save_ckpt(trained, box.optimizer, box.lr_scheduler, best_val, {"config": str(config_path)}, dst_ckpt)
@@ -151,7 +171,12 @@ def run_pipeline(
     student_acc = evaluate(student, test_loader, torch_device)
     _logger.info("test accuracy: student %.2f%%, teacher %s", student_acc, teacher_acc)
     return PipelineResult(
-        config=str(config_path), student_key=student_config["key"], student_test_acc=student_acc,
-        teacher_test_acc=teacher_acc, best_val_acc=best_val, num_epochs=box.num_epochs,
-        train_seconds=train_seconds, history=history,
+        config=str(config_path),
+        student_key=student_config["key"],
+        student_test_acc=student_acc,
+        teacher_test_acc=teacher_acc,
+        best_val_acc=best_val,
+        num_epochs=box.num_epochs,
+        train_seconds=train_seconds,
+        history=history,
     )

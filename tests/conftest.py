@@ -18,7 +18,9 @@ class TinyTeacher(nn.Module):
 
     def __init__(self, num_classes: int = 4, in_chans: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_chans, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.body = nn.Sequential(
+            nn.Conv2d(in_chans, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+        )
         self.hidden = nn.Linear(24, 16)
         self.head = nn.Sequential()
         self.head.add_module("fc", nn.Linear(16, num_classes))

@@ -4,11 +4,9 @@ student distilled on those alone, tested on the real MNIST test set."""
 from __future__ import annotations
 
 import pytest
-
-from zskd_plugin.registry.runner import run_pipeline
-
 from conftest import REPO
 from yaml_util import shrink_config
+from zskd_plugin.registry.runner import run_pipeline
 
 MNIST = REPO / "yaml_configs" / "mnist"
 
@@ -19,8 +17,13 @@ def test_zskd_student_learns_real_digits_from_data_impressions_alone(tmp_path, m
     teacher = run_pipeline(teacher_cfg, seed=0, progress=False)
     assert teacher.student_test_acc > 95.0  # one epoch of LeNet-5 on real MNIST (97.6% when written)
 
-    sizes = {r"num_impressions: \d+": "num_impressions: 2000", r"num_iters: \d+": "num_iters: 30",
-             r"num_epochs: \d+": "num_epochs: 20", r"T_max: \d+": "T_max: 20", r"batch_size: 64,": "batch_size: 32,"}
+    sizes = {
+        r"num_impressions: \d+": "num_impressions: 2000",
+        r"num_iters: \d+": "num_iters: 30",
+        r"num_epochs: \d+": "num_epochs: 20",
+        r"T_max: \d+": "T_max: 20",
+        r"batch_size: 64,": "batch_size: 32,",
+    }
     zskd_cfg = shrink_config(MNIST / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
     result = run_pipeline(zskd_cfg, seed=0, progress=False)
     assert result.teacher_test_acc == pytest.approx(teacher.student_test_acc)

@@ -4,17 +4,15 @@ import sys
 import zipfile
 
 import pytest
-
-import zskd_plugin  # noqa: F401  (registers everything)
+from conftest import REPO
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT
 from torchdistill.datasets.registry import DATASET_DICT
 from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, get_mid_level_loss
 from torchdistill.models.registry import MODEL_DICT, get_model, register_model
-
-from zskd_plugin.losses import ZSKDLoss
 from zskd_plugin.registry._keys import register_unique
 
-from conftest import REPO
+import zskd_plugin  # noqa: F401  (registers everything)
+from zskd_plugin.losses import ZSKDLoss
 
 
 def test_every_key_is_registered_after_import():
@@ -49,8 +47,20 @@ def test_core_package_does_not_import_torchdistill():
 @pytest.mark.slow
 def test_wheel_ships_registry_inside_zskd_plugin_only(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("zskd_torchdistill-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

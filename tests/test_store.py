@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
+from conftest import make_tiny_teacher
 
 from zskd_plugin.builder import build_impression_dataset, make_impression_store
 from zskd_plugin.impressions import ImpressionConfig, plan_parts
 from zskd_plugin.store import ImpressionStore, PartData, StoreError
 from zskd_plugin.synthesis import SynthesisConfig
-
-from conftest import make_tiny_teacher
 
 SYN = {"num_iters": 5, "lr": 0.05, "batch_size": 8}
 
@@ -117,8 +116,9 @@ def test_unwritable_store_root_names_the_fix(tmp_path):
 
 def test_dataset_splits_are_disjoint_and_labelled_for_their_use(tmp_path):
     teacher = _teacher_file(tmp_path)
-    common = dict(teacher=teacher, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False,
-                  val_fraction=0.25)
+    common = dict(
+        teacher=teacher, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False, val_fraction=0.25
+    )
     train = build_impression_dataset(split="train", **common)
     val = build_impression_dataset(split="val", **common)
     assert len(train) == 30 and len(val) == 10

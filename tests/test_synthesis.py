@@ -40,8 +40,9 @@ def test_teacher_is_frozen_during_and_restored_after(tiny_teacher):
     with frozen_teacher(tiny_teacher):
         assert not tiny_teacher.training
         assert not any(p.requires_grad for p in tiny_teacher.parameters())
-        synthesize_batch(tiny_teacher, targets, (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=5),
-                         torch.Generator().manual_seed(0))
+        synthesize_batch(
+            tiny_teacher, targets, (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=5), torch.Generator().manual_seed(0)
+        )
     assert tiny_teacher.training and all(p.requires_grad for p in tiny_teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in tiny_teacher.state_dict().items())
     assert all(p.grad is None for p in tiny_teacher.parameters())
@@ -50,7 +51,9 @@ def test_teacher_is_frozen_during_and_restored_after(tiny_teacher):
 def test_same_seed_same_images_and_minmax_option_changes_them(tiny_teacher):
     targets = _targets(tiny_teacher, n_per_class=2)
     cfg = SynthesisConfig(num_iters=10)
-    run = lambda c, s: synthesize_batch(tiny_teacher, targets, (1, 8, 8), MEAN, STD, c, torch.Generator().manual_seed(s))
+    run = lambda c, s: synthesize_batch(
+        tiny_teacher, targets, (1, 8, 8), MEAN, STD, c, torch.Generator().manual_seed(s)
+    )
     with frozen_teacher(tiny_teacher):
         a, b, c = run(cfg, 1), run(cfg, 1), run(cfg, 2)
         m = run(SynthesisConfig(num_iters=10, minmax_rescale=True), 1)
@@ -62,11 +65,20 @@ def test_nan_teacher_raises(tiny_teacher):
     with torch.no_grad():
         tiny_teacher.hidden.weight[0, 0] = float("nan")
     with frozen_teacher(tiny_teacher), pytest.raises(FloatingPointError, match="NaN"):
-        synthesize_batch(tiny_teacher, _targets(tiny_teacher, 1), (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=3),
-                         torch.Generator().manual_seed(0))
+        synthesize_batch(
+            tiny_teacher,
+            _targets(tiny_teacher, 1),
+            (1, 8, 8),
+            MEAN,
+            STD,
+            SynthesisConfig(num_iters=3),
+            torch.Generator().manual_seed(0),
+        )
 
 
-@pytest.mark.parametrize("field, value", [("num_iters", 0), ("batch_size", -1), ("temperature", 0.0), ("lr", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value", [("num_iters", 0), ("batch_size", -1), ("temperature", 0.0), ("lr", float("nan"))]
+)
 def test_config_rejects_non_positive_settings(field, value):
     with pytest.raises(ValueError, match=field):
         SynthesisConfig(**{field: value})

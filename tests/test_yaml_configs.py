@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA_ROOT, REPO
 from torch.utils.data import TensorDataset
-
 from torchdistill.common import yaml_util
 from torchdistill.common.main_util import import_dependencies
 from torchdistill.core.distillation import get_distillation_box
 from torchdistill.core.training import get_training_box
-
-from zskd_plugin.dataset import DataImpressionDataset
+from yaml_util import shrink_config, write_random_teacher
 from zskd_plugin.registry.runner import load_model
 
-from conftest import DATA_ROOT, REPO
-from yaml_util import shrink_config, write_random_teacher
+from zskd_plugin.dataset import DataImpressionDataset
 
 CONFIGS = sorted((REPO / "yaml_configs").rglob("*.yaml"))
 
@@ -45,9 +43,13 @@ class StandInCIFAR10(TensorDataset):
 
 def test_configs_are_found():
     names = {p.relative_to(REPO / "yaml_configs").as_posix() for p in CONFIGS}
-    for expected in ("mnist/ce-lenet5.yaml", "mnist/kd-lenet5_half_from_lenet5.yaml",
-                     "mnist/zskd-lenet5_half_from_lenet5.yaml", "fashion_mnist/zskd-lenet5_half_from_lenet5.yaml",
-                     "cifar10/zskd-alexnet_cifar_half_from_alexnet_cifar.yaml"):
+    for expected in (
+        "mnist/ce-lenet5.yaml",
+        "mnist/kd-lenet5_half_from_lenet5.yaml",
+        "mnist/zskd-lenet5_half_from_lenet5.yaml",
+        "fashion_mnist/zskd-lenet5_half_from_lenet5.yaml",
+        "cifar10/zskd-alexnet_cifar_half_from_alexnet_cifar.yaml",
+    ):
         assert expected in names
 
 

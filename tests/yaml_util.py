@@ -53,6 +53,7 @@ def shrink_config(src: Path, dst_dir: Path, data_root: Path, overrides: dict[str
 def write_random_teacher(config_path: Path) -> None:
     """Save a randomly initialised teacher where the config's teacher ``src_ckpt`` points."""
     from zskd_plugin.registry.models import resolve_registry_model
+
     from zskd_plugin.teacher import TeacherSpec, load_teacher
 
     teacher = load_raw(config_path)["models"].get("teacher_model")

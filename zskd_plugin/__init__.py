@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from . import registry  # noqa: F401  (fills torchdistill's registries)
 from .builder import build_impression_dataset, make_impression_store
 from .dataset import DataImpressionDataset
 from .dirichlet import DirichletConfig, sample_soft_targets
@@ -17,8 +18,6 @@ from .store import ImpressionStore, StoreError
 from .synthesis import SynthesisConfig, synthesize_batch
 from .teacher import TeacherSpec, load_teacher
 from .version import __version__
-
-from . import registry  # noqa: E402,F401  (last: the torchdistill glue imports the modules above)
 
 __all__ = [
     "DataImpressionDataset",

@@ -52,14 +52,25 @@ class ImpressionAugment:
         contrast: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        if (degrees < 0 or not 0 <= translate < 1 or not 0 <= scale < 1 or not 0 <= hflip <= 1 or blur_sigma < 0
-                or not 0 <= contrast < 1):
+        if (
+            degrees < 0
+            or not 0 <= translate < 1
+            or not 0 <= scale < 1
+            or not 0 <= hflip <= 1
+            or blur_sigma < 0
+            or not 0 <= contrast < 1
+        ):
             raise ValueError(
                 "expected degrees >= 0, 0 <= translate < 1, 0 <= scale < 1, 0 <= hflip <= 1, blur_sigma >= 0, "
                 f"0 <= contrast < 1; got degrees={degrees}, translate={translate}, scale={scale}, hflip={hflip}, "
                 f"blur_sigma={blur_sigma}, contrast={contrast}"
             )
-        self.degrees, self.translate, self.scale, self.hflip = float(degrees), float(translate), float(scale), float(hflip)
+        self.degrees, self.translate, self.scale, self.hflip = (
+            float(degrees),
+            float(translate),
+            float(scale),
+            float(hflip),
+        )
         self.blur_sigma, self.contrast = float(blur_sigma), float(contrast)
         self.generator = generator
 
@@ -86,5 +97,7 @@ class ImpressionAugment:
         return out
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(degrees={self.degrees}, translate={self.translate}, scale={self.scale}, "
-                f"hflip={self.hflip}, blur_sigma={self.blur_sigma}, contrast={self.contrast})")
+        return (
+            f"{type(self).__name__}(degrees={self.degrees}, translate={self.translate}, scale={self.scale}, "
+            f"hflip={self.hflip}, blur_sigma={self.blur_sigma}, contrast={self.contrast})"
+        )

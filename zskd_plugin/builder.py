@@ -84,8 +84,14 @@ def make_impression_store(
     input_config = resolve_input_config(model, spec)
     rank, world_size = _distributed()
     kwargs = dict(
-        teacher=model, input_config=input_config, config=config, store_root=store_root, num_classes=num_classes,
-        classifier_path=spec.classifier_path, name=spec.key.rsplit(".", 1)[-1], device=_resolve_device(device),
+        teacher=model,
+        input_config=input_config,
+        config=config,
+        store_root=store_root,
+        num_classes=num_classes,
+        classifier_path=spec.classifier_path,
+        name=spec.key.rsplit(".", 1)[-1],
+        device=_resolve_device(device),
     )
     if rank == 0:
         store = synthesize_impressions(progress=progress, **kwargs)
@@ -143,5 +149,7 @@ def build_impression_dataset(
         index = train_idx if split == "train" else val_idx
         data.images, data.targets = data.images[index], data.targets[index]
     mode = label_mode or ("argmax" if split == "val" else "soft")
-    _logger.info("Data Impression dataset: %d items (split %s, labels %s) from %s", len(data.images), split, mode, store.path)
+    _logger.info(
+        "Data Impression dataset: %d items (split %s, labels %s) from %s", len(data.images), split, mode, store.path
+    )
     return DataImpressionDataset(data.images, data.targets, transform=transform, label_mode=mode, store_path=store.path)

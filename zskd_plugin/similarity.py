@@ -34,14 +34,17 @@ def find_classifier(model: nn.Module, num_classes: int | None = None, module_pat
     """
     linears = _linear_paths(model)
     hint = (
-        f"linear layers in this model: {linears or 'none'}. Name the final layer with `classifier_path: '<module path>'`"
+        f"linear layers in this model: {linears or 'none'}. Name the final layer with "
+        "`classifier_path: '<module path>'`"
         " in the teacher config (a dotted path as in model.named_modules())"
     )
     if module_path:
         try:
             module = model.get_submodule(module_path)
         except AttributeError:
-            raise ValueError(f"classifier_path {module_path!r} does not exist in {type(model).__name__}; {hint}") from None
+            raise ValueError(
+                f"classifier_path {module_path!r} does not exist in {type(model).__name__}; {hint}"
+            ) from None
         if not isinstance(module, nn.Linear):
             raise ValueError(
                 f"classifier_path {module_path!r} is a {type(module).__name__}, not nn.Linear; ZSKD builds its class "

@@ -161,7 +161,9 @@ def load_checkpoint_state(path: str | Path, allow_unsafe: bool = False) -> dict[
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint {str(path)!r} does not exist; train the teacher first or fix src_ckpt")
+        raise FileNotFoundError(
+            f"teacher checkpoint {str(path)!r} does not exist; train the teacher first or fix src_ckpt"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -196,8 +198,8 @@ def load_teacher(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
             raise ValueError(
-                f"checkpoint {spec.src_ckpt!r} does not fit teacher {spec.key!r} {dict(spec.kwargs)}: {exc}. Check that "
-                "`key` and `kwargs` (e.g. num_classes, in_chans) match the model that was saved"
+                f"checkpoint {spec.src_ckpt!r} does not fit teacher {spec.key!r} {dict(spec.kwargs)}: {exc}. "
+                "Check that `key` and `kwargs` (e.g. num_classes, in_chans) match the model that was saved"
             ) from None
     return model.eval()
 
