@@ -1,6 +1,6 @@
 """Run one Data Impression synthesis in its own process (for kill / concurrency tests).
 
-    python fault_worker.py TEACHER_CKPT STORE_ROOT NUM_ITERS
+python fault_worker.py TEACHER_CKPT STORE_ROOT NUM_ITERS
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TinyTeacher, make_tiny_teacher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +22,6 @@ from zskd_plugin.dirichlet import DirichletConfig
 from zskd_plugin.impressions import ImpressionConfig, plan_parts
 from zskd_plugin.store import StoreError
 from zskd_plugin.synthesis import SynthesisConfig
-
-from conftest import TinyTeacher, make_tiny_teacher
 
 WORKER = Path(__file__).resolve().parent / "fault_worker.py"
 SYN = {"num_iters": 4, "lr": 0.05, "batch_size": 8}
@@ -39,8 +38,12 @@ def _spec(ckpt: str) -> dict:
 
 
 def _worker(ckpt: str, root: Path, num_iters: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), ckpt, str(root), str(num_iters)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), ckpt, str(root), str(num_iters)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _part_bytes(store) -> dict[str, bytes]:
@@ -85,8 +88,13 @@ def test_two_processes_on_one_store_do_not_corrupt_it(tmp_path):
     assert [first.returncode, second.returncode] == [0, 0], outs
     assert sum("synthesising 24 of 24 parts" in out for out in outs) == 1  # one made it, the other waited
     (store_dir,) = root.iterdir()
-    store = make_impression_store(_spec(ckpt), num_impressions=160, store_root=root,
-                                  synthesis={"num_iters": 20, "lr": 0.05, "batch_size": 8}, progress=False)
+    store = make_impression_store(
+        _spec(ckpt),
+        num_impressions=160,
+        store_root=root,
+        synthesis={"num_iters": 20, "lr": 0.05, "batch_size": 8},
+        progress=False,
+    )
     assert store.path == store_dir and store.missing_parts() == []
     assert store.load().images.shape[0] == 160
 
@@ -134,14 +142,51 @@ def test_full_disk_leaves_no_partial_part_and_a_rerun_completes(tmp_path, monkey
         make_impression_store(_spec(ckpt), **kwargs)
     (store_dir,) = (tmp_path / "s").iterdir()
     leftovers = sorted(p.name for p in store_dir.rglob("*") if p.is_file())
-    assert leftovers == ["part-00000.json", "part-00000.safetensors", "part-00001.json", "part-00001.safetensors",
-                         "spec.json"] or leftovers == [".lock", "part-00000.json", "part-00000.safetensors",
-                                                       "part-00001.json", "part-00001.safetensors", "spec.json"]
+    assert leftovers == [
+        "part-00000.json",
+        "part-00000.safetensors",
+        "part-00001.json",
+        "part-00001.safetensors",
+        "spec.json",
+    ] or leftovers == [
+        ".lock",
+        "part-00000.json",
+        "part-00000.safetensors",
+        "part-00001.json",
+        "part-00001.safetensors",
+        "spec.json",
+    ]
     kept = {n: (store_dir / "parts" / n).read_bytes() for n in ("part-00000.safetensors", "part-00001.safetensors")}
     monkeypatch.setattr(store_module.os, "fsync", real_fsync)
     store = make_impression_store(_spec(ckpt), **kwargs)
     assert store.missing_parts() == [] and store.is_complete()
     assert all((store_dir / "parts" / n).read_bytes() == b for n, b in kept.items())
+
+
+def test_read_only_store_folder_gets_a_clear_error_and_stays_untouched(tmp_path, monkeypatch):
+    ckpt = _ckpt(tmp_path)
+    read_only = tmp_path / "stores"
+    read_only.mkdir()
+    (read_only / "keep.txt").write_text("already here")
+    read_only.chmod(0o555)
+    if os.geteuid() == 0:
+        # Root ignores folder modes (CI runs as root), so fail the calls that need write access the way the OS
+        # would for anyone else: EACCES for anything created inside the read-only folder.
+        real_mkdir = Path.mkdir
+
+        def denied_mkdir(self, *args, **kwargs):
+            if read_only in self.parents:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", denied_mkdir)
+    try:
+        with pytest.raises(StoreError, match="cannot write the Data Impression store.*store_root"):
+            make_impression_store(_spec(ckpt), num_impressions=8, store_root=read_only, synthesis=SYN, progress=False)
+    finally:
+        read_only.chmod(0o755)
+    assert sorted(p.name for p in read_only.iterdir()) == ["keep.txt"]
+    assert (read_only / "keep.txt").read_text() == "already here"
 
 
 def test_truncated_part_is_detected_and_remade(tmp_path, caplog):
@@ -191,8 +236,10 @@ def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_siz
     temperature=st.floats(-5, 50) | st.sampled_from([float("nan"), float("inf")]),
 )
 def test_settings_are_either_valid_or_rejected_with_a_value_error(betas, shares, num_iters, temperature):
-    for build in (lambda: DirichletConfig(betas=betas, beta_shares=shares),
-                  lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature)):
+    for build in (
+        lambda: DirichletConfig(betas=betas, beta_shares=shares),
+        lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature),
+    ):
         try:
             build()
         except ValueError as exc:
