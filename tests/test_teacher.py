@@ -77,3 +77,23 @@ def test_fingerprint_changes_with_any_weight(tiny_teacher):
     with torch.no_grad():
         tiny_teacher.hidden.bias[0] += 1e-3
     assert teacher_fingerprint(tiny_teacher) != before
+
+
+def test_spec_from_a_torchdistill_model_block_keeps_what_synthesis_needs():
+    block = {
+        "key": "resnet18",
+        "kwargs": {"num_classes": 3},
+        "repo_or_dir": "owner/repo",
+        "dst_ckpt": "out.pt",
+        "_experiment": "anchor",
+        "src_ckpt": "in.pt",
+    }
+    spec = TeacherSpec.from_dict(block)
+    assert (spec.key, spec.repo_or_dir, spec.src_ckpt, dict(spec.kwargs)) == (
+        "resnet18",
+        "owner/repo",
+        "in.pt",
+        {"num_classes": 3},
+    )
+    with pytest.raises(TypeError, match="src_ckpts"):
+        TeacherSpec.from_dict({"key": "lenet5", "src_ckpts": "in.pt"})

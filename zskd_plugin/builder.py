@@ -6,15 +6,15 @@ torchdistill (the registry layer passes in a model resolver for torchdistill's r
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .config import config_from_mapping
 from .dataset import DataImpressionDataset, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
@@ -24,25 +24,9 @@ from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_con
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["build_impression_dataset", "config_from_mapping", "make_impression_store"]
+__all__ = ["build_impression_dataset", "make_impression_store"]
 
-T = TypeVar("T")
 SPLITS = ("train", "val", "all")
-
-
-def config_from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, what: str) -> T:
-    """Build the frozen dataclass ``cls`` from a YAML mapping; a misspelled key raises naming it and the valid ones."""
-    if mapping is None:
-        return cls()
-    if isinstance(mapping, cls):
-        return mapping
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f"`{what}` must be a mapping of settings, got {type(mapping).__name__}")
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in mapping if k not in valid]
-    if unknown:
-        raise TypeError(f"unknown `{what}` key(s) {unknown}; valid keys: {valid}")
-    return cls(**mapping)
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
-from .synthesis import SynthesisConfig, frozen_teacher, synthesize_batch
+from .synthesis import SynthesisConfig, frozen_teacher, module_device, synthesize_batch
 from .teacher import InputConfig, teacher_fingerprint
 
 _logger = logging.getLogger(__name__)
@@ -159,8 +159,7 @@ def _check_input_fits(teacher: nn.Module, input_config: InputConfig, num_classes
     teacher.eval()
     try:
         with torch.no_grad():
-            device = next(iter(teacher.parameters()), torch.empty(0)).device
-            logits = teacher(torch.zeros((1, *input_config.input_size), device=device))
+            logits = teacher(torch.zeros((1, *input_config.input_size), device=module_device(teacher)))
     except RuntimeError as exc:
         raise ValueError(
             f"input_size {list(input_config.input_size)} does not fit teacher {name!r} ({exc}); set the teacher's "

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisConfig", "SynthesisResult", "frozen_teacher", "synthesize_batch"]
+__all__ = ["SynthesisConfig", "SynthesisResult", "frozen_teacher", "module_device", "synthesize_batch"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,11 @@ def frozen_teacher(teacher: nn.Module) -> Iterator[nn.Module]:
         teacher.train(was_training)
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU for a module without parameters)."""
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
 def _tempered_ce(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
     """Per-sample soft-target cross-entropy ``-sum_k y_k log softmax(z / tau)_k``."""
     return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
@@ -122,7 +127,7 @@ def synthesize_batch(
     Raises:
         FloatingPointError: the loss became NaN or Inf.
     """
-    device = next(iter(teacher.parameters()), torch.empty(0)).device
+    device = module_device(teacher)
     batch = targets.shape[0]
     targets = targets.to(device)
     if init is None:

@@ -13,13 +13,14 @@ import importlib
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .config import config_from_mapping
 from .models import MODEL_ENTRYPOINTS
 
 _logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ __all__ = [
 ]
 
 SOURCES = ("zskd", "torchvision", "registry", "timm", "import")
-# Keys of a torchdistill model block that mean nothing to synthesis; accepted so one YAML anchor serves both.
-_TORCHDISTILL_MODEL_KEYS = ("repo_or_dir", "dst_ckpt")
+# Keys of a torchdistill model block that mean nothing to synthesis; accepted so one YAML anchor serves both
+# (repo_or_dir is a TeacherSpec field: it reaches torchdistill's torch.hub lookup).
+_TORCHDISTILL_MODEL_KEYS = ("dst_ckpt",)
 
 #: A callable ``(key, kwargs, repo_or_dir) -> nn.Module | None`` for model registries outside this package.
 ModelResolver = Callable[[str, dict, "str | None"], "nn.Module | None"]
@@ -86,17 +88,11 @@ class TeacherSpec:
             raise ValueError(f"teacher input_size must be [channels, height, width], got {list(self.input_size)}")
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> TeacherSpec:
+    def from_dict(cls, config: Mapping[str, Any] | TeacherSpec) -> TeacherSpec:
         """Build from a YAML mapping; ``_``-prefixed anchors and torchdistill-only keys are ignored, typos are not."""
-        if isinstance(config, TeacherSpec):
-            return config
-        if not isinstance(config, Mapping):
-            raise TypeError(f"teacher must be a mapping with at least `key:`, got {type(config).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k in config if k not in known and k not in _TORCHDISTILL_MODEL_KEYS and not k.startswith("_")]
-        if unknown:
-            raise TypeError(f"unknown teacher config key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**{k: v for k, v in config.items() if k in known})
+        if config is None:
+            raise TypeError("teacher must be a mapping with at least `key:`")
+        return config_from_mapping(cls, config, "teacher", ignored=_TORCHDISTILL_MODEL_KEYS, allow_anchors=True)
 
 
 @dataclass(frozen=True)
