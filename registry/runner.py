@@ -8,6 +8,7 @@ get_training_box / get_distillation_box -> epochs -> test), written against its 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,12 +136,11 @@ def run_pipeline(
         )
         for sample_batch, targets, supp_dict in batches:
             loss = box.forward_process(sample_batch.to(torch_device), targets.to(torch_device), supp_dict)
+            value = loss.item()
+            if not math.isfinite(value):  # before the optimiser step, so the saved weights stay clean
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch}; lower the learning rate")
             box.post_forward_process(loss=loss)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
-                )
-            losses.append(loss.item())
+            losses.append(value)
         val_acc = evaluate(trained, box.val_data_loader, torch_device)
         entry = {
             "epoch": epoch,

@@ -136,3 +136,19 @@ def test_misspelled_settings_are_named(tmp_path):
         _store(tmp_path, {"key": "lenet5", "src_ckpts": "x.pt"})
     with pytest.raises(ValueError, match="num_impressions"):
         _store(tmp_path, _teacher_file(tmp_path), num_impressions=0)
+
+
+def test_a_validation_split_that_rounds_to_nothing_is_refused():
+    from zskd_plugin.dataset import split_indices
+
+    with pytest.raises(ValueError, match="non-empty"):
+        split_indices(10, 0.01, seed=0)
+    train, val = split_indices(10, 0.2, seed=0)
+    assert len(train) == 8 and len(val) == 2
+
+
+def test_another_classifier_path_gets_another_store(tmp_path):
+    teacher = _teacher_file(tmp_path)
+    auto = _store(tmp_path, teacher)
+    named = _store(tmp_path, dict(teacher, classifier_path="head.fc"))
+    assert named.path != auto.path

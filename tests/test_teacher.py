@@ -97,3 +97,9 @@ def test_spec_from_a_torchdistill_model_block_keeps_what_synthesis_needs():
     )
     with pytest.raises(TypeError, match="src_ckpts"):
         TeacherSpec.from_dict({"key": "lenet5", "src_ckpts": "in.pt"})
+
+
+def test_mean_without_std_is_refused():
+    spec = TeacherSpec(key="lenet5", mean=[0.5])
+    with pytest.raises(ValueError, match="mean` and `std` go together"):
+        resolve_input_config(load_teacher(spec), spec)

@@ -1,7 +1,7 @@
 """``zskd`` command line: a thin shell over the library.
 
 zskd prepare-data mnist --root ./data
-zskd synthesize --config yaml_configs/mnist/zskd-lenet5_from_lenet5.yaml
+zskd synthesize --config yaml_configs/mnist/zskd-lenet5_half_from_lenet5.yaml
 zskd train --config yaml_configs/mnist/ce-lenet5.yaml
 """
 

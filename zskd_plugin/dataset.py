@@ -20,6 +20,11 @@ def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tenso
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     num_val = int(round(num_items * val_fraction))
+    if val_fraction > 0 and not 1 <= num_val < num_items:
+        raise ValueError(
+            f"val_fraction={val_fraction} of {num_items} Data Impressions leaves {num_val} for validation and "
+            f"{num_items - num_val} for training; choose a val_fraction that keeps both splits non-empty"
+        )
     return order[num_val:].sort().values, order[:num_val].sort().values
 
 

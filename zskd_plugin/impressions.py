@@ -103,11 +103,12 @@ def open_store(
     config: ImpressionConfig,
     num_classes: int,
     name: str = "teacher",
+    classifier_path: str | None = None,
 ) -> ImpressionStore:
     """The store for this teacher and config (nothing is written); its folder name carries a key of both."""
     spec = {
         "format_version": FORMAT_VERSION,
-        "teacher": {"name": name, "sha256": teacher_fingerprint(teacher)},
+        "teacher": {"name": name, "sha256": teacher_fingerprint(teacher), "classifier_path": classifier_path},
         "input": dataclasses.asdict(input_config),
         "num_classes": num_classes,
         "impressions": config.to_dict(),
@@ -139,7 +140,7 @@ def synthesize_impressions(
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
     _check_input_fits(teacher, input_config, num_classes, name)
-    store = open_store(store_root, teacher, input_config, config, num_classes, name)
+    store = open_store(store_root, teacher, input_config, config, num_classes, name, classifier_path)
     if store.is_complete() and not store.missing_parts():
         _logger.info("reusing complete Data Impression store %s", store.path)
         return store

@@ -168,7 +168,13 @@ class ImpressionStore:
             "spec": self.spec,
             "parts": parts,
         }
-        _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        try:
+            _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        except OSError as exc:
+            raise StoreError(
+                f"could not write the manifest of {self.path} ({exc.strerror or exc}); every part is kept. Free disk "
+                "space or fix permissions and run again: nothing is synthesised twice"
+            ) from exc
         return manifest
 
     # -- reading -------------------------------------------------------------------------------------------------

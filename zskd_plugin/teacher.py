@@ -224,6 +224,8 @@ def resolve_input_config(model: nn.Module, spec: TeacherSpec) -> InputConfig:
         input_size = (int(in_chans), *input_size[1:])
     input_size = tuple(int(v) for v in input_size)
     channels = input_size[0]
+    if (spec.mean is None) != (spec.std is None):
+        raise ValueError("teacher `mean` and `std` go together: set both (per channel) or neither")
     mean = spec.mean or cfg.get("mean")
     std = spec.std or cfg.get("std")
     if mean is None or std is None:
