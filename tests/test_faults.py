@@ -236,11 +236,21 @@ def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_siz
     temperature=st.floats(-5, 50) | st.sampled_from([float("nan"), float("inf")]),
 )
 def test_settings_are_either_valid_or_rejected_with_a_value_error(betas, shares, num_iters, temperature):
-    for build in (
-        lambda: DirichletConfig(betas=betas, beta_shares=shares),
-        lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature),
+    finite = lambda v: v == v and abs(v) != float("inf")
+    dirichlet_ok = (
+        len(betas) > 0
+        and all(finite(b) and b > 0 for b in betas)
+        and len(shares) == len(betas)
+        and all(finite(s) and s >= 0 for s in shares)
+        and abs(sum(shares) - 1.0) <= 1e-6
+    )
+    synthesis_ok = num_iters > 0 and finite(temperature) and temperature > 0
+    for build, valid in (
+        (lambda: DirichletConfig(betas=betas, beta_shares=shares), dirichlet_ok),
+        (lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature), synthesis_ok),
     ):
-        try:
+        if valid:
             build()
-        except ValueError as exc:
-            assert "must" in str(exc)  # every rejection says what is expected
+        else:
+            with pytest.raises(ValueError, match="must"):  # every rejection says what is expected
+                build()

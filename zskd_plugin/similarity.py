@@ -7,12 +7,8 @@ Dirichlet concentration priors of the output space.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor, nn
-
-_logger = logging.getLogger(__name__)
 
 __all__ = ["class_similarity", "find_classifier"]
 

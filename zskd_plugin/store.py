@@ -184,28 +184,32 @@ class ImpressionStore:
         except (OSError, ValueError):
             return None
 
-    def verify_part(self, index: int) -> bool:
-        """True when part ``index`` and its checksum record exist and agree."""
+    def _verified_bytes(self, index: int) -> bytes | None:
+        """The bytes of part ``index`` when they match the record written with them, else None."""
         meta = self.part_meta(index)
-        if meta is None:
-            return False
         try:
             data = self.part_path(index).read_bytes()
         except OSError:
-            return False
-        return len(data) == meta.get("bytes") and sha256_bytes(data) == meta.get("sha256")
+            return None
+        if meta is None or len(data) != meta.get("bytes") or sha256_bytes(data) != meta.get("sha256"):
+            return None
+        return data
+
+    def verify_part(self, index: int) -> bool:
+        """True when part ``index`` and its checksum record exist and agree."""
+        return self._verified_bytes(index) is not None
 
     def missing_parts(self) -> list[int]:
         """Indices of parts absent or failing their checksum (a corrupted part is reported and counted missing)."""
         missing = []
         for index in range(self.num_parts):
-            if self.part_meta(index) is None and not self.part_path(index).exists():
-                missing.append(index)
-            elif not self.verify_part(index):
+            if self.verify_part(index):
+                continue
+            if self.part_meta(index) is not None or self.part_path(index).exists():
                 _logger.warning(
                     "part %d of %s is corrupted or incomplete; it will be synthesised again", index, self.path
                 )
-                missing.append(index)
+            missing.append(index)
         return missing
 
     def manifest(self) -> dict[str, Any] | None:
@@ -221,15 +225,11 @@ class ImpressionStore:
 
     def read_part(self, index: int) -> PartData:
         """Read one part, checking its sha256 against the record written with it."""
-        meta = self.part_meta(index)
-        try:
-            data = self.part_path(index).read_bytes()
-        except OSError as exc:
-            raise StoreError(f"part {index} of {self.path} cannot be read ({exc})") from exc
-        if meta is None or sha256_bytes(data) != meta.get("sha256"):
+        data = self._verified_bytes(index)
+        if data is None:
             raise StoreError(
-                f"part {index} of {self.path} fails its checksum (corrupted or truncated); run synthesis again with "
-                "the same config: only that part is made again"
+                f"part {index} of {self.path} is missing or fails its checksum (corrupted or truncated); run "
+                "synthesis again with the same config: only that part is made again"
             )
         tensors = st_load(data)
         return PartData(images=tensors["images"], targets=tensors["targets"], losses=tensors["losses"])

@@ -12,7 +12,6 @@ teacher through its input normalisation ``(x - mean) / std``.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-_logger = logging.getLogger(__name__)
 
 __all__ = ["SynthesisConfig", "SynthesisResult", "frozen_teacher", "module_device", "synthesize_batch"]
 
