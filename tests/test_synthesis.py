@@ -82,3 +82,95 @@ def test_nan_teacher_raises(tiny_teacher):
 def test_config_rejects_non_positive_settings(field, value):
     with pytest.raises(ValueError, match=field):
         SynthesisConfig(**{field: value})
+
+
+def _reference_adam(teacher, targets, init, lr, iters, tau):
+    """The plain loop: torch.optim.Adam on the whole batch, clamp to [0, 1]."""
+    x = init.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(iters):
+        opt.zero_grad()
+        _tempered_ce(teacher((x - 0.5) / 0.25), targets, tau).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    return x.detach()
+
+
+def test_engine_adam_matches_torch_adam(tiny_teacher):
+    targets = _targets(tiny_teacher, n_per_class=8)
+    init = torch.rand((32, 1, 8, 8), generator=torch.Generator().manual_seed(3))
+    cfg = SynthesisConfig(num_iters=40, lr=0.05)
+    with frozen_teacher(tiny_teacher):
+        ours = synthesize_batch(tiny_teacher, targets, (1, 8, 8), MEAN, STD, cfg, torch.Generator(), init=init)
+        ref = _reference_adam(tiny_teacher, targets, init, 0.05, 40, 20.0)
+    torch.testing.assert_close(ours.images, ref, atol=1e-5, rtol=0)
+    assert (ours.steps == 40).all()
+
+
+def test_early_stopping_retires_converged_images_without_losing_quality(tiny_teacher):
+    targets = _targets(tiny_teacher, n_per_class=16)
+    full_cfg = SynthesisConfig(num_iters=300, lr=0.05)
+    early_cfg = SynthesisConfig(num_iters=300, lr=0.05, early_stop_tol=1e-3, early_stop_every=10)
+    with frozen_teacher(tiny_teacher):
+        full = synthesize_batch(tiny_teacher, targets, (1, 8, 8), MEAN, STD, full_cfg, torch.Generator().manual_seed(0))
+        early = synthesize_batch(
+            tiny_teacher, targets, (1, 8, 8), MEAN, STD, early_cfg, torch.Generator().manual_seed(0)
+        )
+    assert early.steps.float().mean() < 0.7 * 300  # most images stopped well before the budget
+    assert early.steps.min() >= 10 and early.steps.max() <= 300 and (early.steps % 10 == 0).all()
+    assert early.losses.mean() <= full.losses.mean() + 0.01  # nats: converged means no real loss left to gain
+    assert early.agreement.float().mean() >= full.agreement.float().mean() - 0.02
+    # an image that stopped keeps the pixels it had then: rerunning with the budget cut at its stop step matches it
+    stopped = int(torch.nonzero(early.steps == early.steps.min())[0])
+    with frozen_teacher(tiny_teacher):
+        cut = synthesize_batch(
+            tiny_teacher,
+            targets,
+            (1, 8, 8),
+            MEAN,
+            STD,
+            SynthesisConfig(num_iters=int(early.steps.min()), lr=0.05),
+            torch.Generator().manual_seed(0),
+        )
+    torch.testing.assert_close(early.images[stopped], cut.images[stopped], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [{"precision": "bf16"}, {"channels_last": True}, {"compile": True}],
+    ids=["bf16", "channels_last", "compile"],
+)
+def test_engine_options_keep_dis_as_good_and_leave_the_teacher_alone(tiny_teacher, engine):
+    targets = _targets(tiny_teacher, n_per_class=16)
+    before = {k: v.clone() for k, v in tiny_teacher.state_dict().items()}
+    with frozen_teacher(tiny_teacher):
+        plain = synthesize_batch(
+            tiny_teacher,
+            targets,
+            (1, 8, 8),
+            MEAN,
+            STD,
+            SynthesisConfig(num_iters=100),
+            torch.Generator().manual_seed(0),
+        )
+        fast = synthesize_batch(
+            tiny_teacher,
+            targets,
+            (1, 8, 8),
+            MEAN,
+            STD,
+            SynthesisConfig(num_iters=100, **engine),
+            torch.Generator().manual_seed(0),
+        )
+    assert fast.losses.mean() <= plain.losses.mean() + 0.02  # final loss is measured by the fp32 teacher for both
+    assert fast.agreement.float().mean() >= plain.agreement.float().mean() - 0.03
+    for k, v in tiny_teacher.state_dict().items():
+        assert torch.equal(before[k], v) and v.is_contiguous()
+
+
+def test_early_stop_refuses_minmax_rescale():
+    with pytest.raises(ValueError, match="minmax_rescale: false"):
+        SynthesisConfig(early_stop_tol=1e-3, minmax_rescale=True)
+    with pytest.raises(ValueError, match="precision"):
+        SynthesisConfig(precision="fp16")

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
-from .synthesis import SynthesisConfig, frozen_teacher, module_device, synthesize_batch
+from .synthesis import SynthesisConfig, TeacherLoss, frozen_teacher, module_device, synthesize_batch
 from .teacher import InputConfig, teacher_fingerprint
 
 _logger = logging.getLogger(__name__)
@@ -205,6 +205,7 @@ def _synthesize_missing(
     )
     previous: torch.Tensor | None = None
     with frozen_teacher(teacher), bar:
+        loss_fn = TeacherLoss(teacher, mean, std, config.synthesis)  # once per store: a compiled teacher compiles once
         for plan in plans:
             if plan.index not in missing:
                 previous = None
@@ -228,6 +229,7 @@ def _synthesize_missing(
                     config.synthesis,
                     torch.Generator().manual_seed(seed),
                     init=init,
+                    loss_fn=loss_fn,
                 )
             except FloatingPointError as exc:
                 raise StoreError(

@@ -12,15 +12,26 @@ teacher through its input normalisation ``(x - mean) / std``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SynthesisConfig", "SynthesisResult", "frozen_teacher", "module_device", "synthesize_batch"]
+__all__ = [
+    "SynthesisConfig",
+    "SynthesisResult",
+    "TeacherLoss",
+    "frozen_teacher",
+    "module_device",
+    "synthesize_batch",
+]
+
+PRECISIONS = ("fp32", "bf16")
+_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 @dataclass(frozen=True)
@@ -28,13 +39,22 @@ class SynthesisConfig:
     """Settings of the optimisation that makes Data Impressions.
 
     Attributes:
-        num_iters: Adam steps per batch (the paper's release: 1500).
+        num_iters: the most Adam steps a Data Impression gets (the paper's release: 1500).
         lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps; 0.05 converges in ~200).
         batch_size: Data Impressions optimised together; also the size of one store part.
         temperature: softmax temperature ``tau`` of the teacher (paper: 20).
         minmax_rescale: rescale the whole batch to [0, 1] by its min and max after every step, as the authors'
             release does (not in the paper); off by default, which clamps to [0, 1] instead.
         warm_start: start each batch of a (class, beta) row from the previous batch's images, as the release does.
+        precision: ``fp32``, or ``bf16`` to run the teacher under bfloat16 autocast (images, Adam state and the
+            reported final loss stay fp32). Pays where the hardware has bf16 units (AVX512-BF16/AMX CPUs, GPUs).
+        channels_last: run the teacher on a channels-last copy of itself and its input.
+        compile: run the teacher's forward and backward through ``torch.compile`` (a one-off compile of tens of
+            seconds per store; needs a C++ compiler on CPU).
+        early_stop_tol: stop optimising a Data Impression once its loss fell by less than this (nats) over the
+            last ``early_stop_every`` steps; converged ones leave the batch, so the rest run on fewer images.
+            0 disables it (every image gets ``num_iters`` steps).
+        early_stop_every: steps between two convergence checks.
     """
 
     num_iters: int = 200
@@ -43,9 +63,14 @@ class SynthesisConfig:
     temperature: float = 20.0
     minmax_rescale: bool = False
     warm_start: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    early_stop_tol: float = 0.0
+    early_stop_every: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("num_iters", "batch_size"):
+        for name in ("num_iters", "batch_size", "early_stop_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"synthesis {name} must be a positive integer, got {value!r}")
@@ -53,6 +78,16 @@ class SynthesisConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"synthesis {name} must be a positive finite number, got {value!r}")
+        tol = self.early_stop_tol
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+            raise ValueError(f"synthesis early_stop_tol must be a finite number >= 0 (0 disables), got {tol!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"synthesis precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.early_stop_tol > 0 and self.minmax_rescale:
+            raise ValueError(
+                "synthesis early_stop_tol needs minmax_rescale: false (the release's whole-batch rescaling couples "
+                "the images, so one cannot stop alone)"
+            )
 
 
 @dataclass
@@ -63,11 +98,13 @@ class SynthesisResult:
         images: (B, C, H, W) float32 pixel-space images in [0, 1].
         losses: (B,) final cross-entropy between each target and the teacher's tempered softmax.
         agreement: (B,) bool, teacher argmax equals target argmax.
+        steps: (B,) Adam steps each image got (fewer than ``num_iters`` where it stopped early).
     """
 
     images: Tensor
     losses: Tensor
     agreement: Tensor
+    steps: Tensor
 
 
 @contextlib.contextmanager
@@ -96,6 +133,41 @@ def _tempered_ce(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
     return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
 
 
+class TeacherLoss:
+    """The per-image synthesis loss as the engine runs it: normalise, teacher forward (bf16 autocast,
+    channels-last and ``torch.compile`` as configured), tempered cross-entropy against the targets, in fp32.
+
+    Build it once per store and pass it to every :func:`synthesize_batch` call, so a compiled teacher is compiled
+    once. The teacher must be frozen (:func:`frozen_teacher`) while it is used.
+    """
+
+    def __init__(self, teacher: nn.Module, mean: Tensor, std: Tensor, config: SynthesisConfig) -> None:
+        device = module_device(teacher)
+        self.device = device
+        self.mean = mean.to(device).view(1, -1, 1, 1)
+        self.std = std.to(device).view(1, -1, 1, 1)
+        self.temperature = config.temperature
+        self.channels_last = config.channels_last
+        self.bf16 = config.precision == "bf16"
+        # channels-last converts parameters in place: work on a copy so the caller's teacher is left as it was
+        self.model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if self.channels_last else teacher
+        self._fn: Callable[[Tensor, Tensor], Tensor] = self._loss
+        if config.compile:
+            self._fn = torch.compile(self._loss)
+
+    def _loss(self, x: Tensor, targets: Tensor) -> Tensor:
+        z = (x - self.mean) / self.std
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(z)
+        return _tempered_ce(logits.float(), targets, self.temperature)
+
+    def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
+        """(B,) losses of pixel-space images ``x`` against (B, K) ``targets``."""
+        return self._fn(x, targets)
+
+
 def synthesize_batch(
     teacher: nn.Module,
     targets: Tensor,
@@ -105,8 +177,13 @@ def synthesize_batch(
     config: SynthesisConfig,
     generator: torch.Generator,
     init: Tensor | None = None,
+    loss_fn: TeacherLoss | None = None,
 ) -> SynthesisResult:
     """Optimise one batch of Data Impressions for ``targets``.
+
+    Every image has its own Adam state (the update is element-wise, so this is exactly ``torch.optim.Adam`` on the
+    batch). With ``early_stop_tol`` set, images whose loss has converged leave the batch and later steps run on the
+    rest only.
 
     Args:
         teacher: frozen classifier (wrap the call in :func:`frozen_teacher`).
@@ -117,39 +194,64 @@ def synthesize_batch(
         config: optimisation settings.
         generator: CPU generator for the uniform [0, 1] initialisation (ignored when ``init`` is given).
         init: optional (B, C, H, W) pixel-space starting images (warm start).
+        loss_fn: the engine's loss, built once per store; made here from ``teacher`` and ``config`` when omitted.
 
     Returns:
-        The optimised images with their final per-sample losses.
+        The optimised images with their final per-sample losses (fp32 teacher, whatever the engine precision).
 
     Raises:
         FloatingPointError: the loss became NaN or Inf.
     """
     device = module_device(teacher)
+    loss_fn = loss_fn or TeacherLoss(teacher, mean, std, config)
     batch = targets.shape[0]
     targets = targets.to(device)
     if init is None:
         init = torch.rand((batch, *input_size), generator=generator)
-    x = init.to(device=device, dtype=torch.float32).clone().requires_grad_(True)
-    mean_ = mean.to(device).view(1, -1, 1, 1)
-    std_ = std.to(device).view(1, -1, 1, 1)
-    optimizer = torch.optim.Adam([x], lr=config.lr)
-    for _ in range(config.num_iters):
-        optimizer.zero_grad(set_to_none=True)
-        loss = _tempered_ce(teacher((x - mean_) / std_), targets, config.temperature).sum()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"synthesis loss became {loss.item()} (NaN or Inf)")
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            if config.minmax_rescale:
-                lo, hi = x.min(), x.max()
-                x.sub_(lo).div_((hi - lo).clamp_min(1e-12))
-            else:
-                x.clamp_(0.0, 1.0)
+    images = init.to(device=device, dtype=torch.float32).clone()
+    steps = torch.full((batch,), config.num_iters, dtype=torch.long)
+    # the working set: images still being optimised, with their Adam moments, targets and global indices
+    x, y, active = images.clone(), targets, torch.arange(batch, device=device)
+    exp_avg, exp_avg_sq = torch.zeros_like(x), torch.zeros_like(x)
+    last_checked = torch.full((batch,), math.inf, device=device)
+    (beta1, beta2), early_stop = _ADAM_BETAS, config.early_stop_tol > 0
+    for step in range(1, config.num_iters + 1):
+        x.requires_grad_(True)
+        losses = loss_fn(x, y)
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+        x = x.detach()
+        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(_ADAM_EPS)
+        x.addcdiv_(exp_avg, denom, value=-config.lr / (1 - beta1**step))
+        if config.minmax_rescale:
+            lo, hi = x.min(), x.max()
+            x.sub_(lo).div_((hi - lo).clamp_min(1e-12))
+        else:
+            x.clamp_(0.0, 1.0)
+        if step % config.early_stop_every:
+            continue
+        losses = losses.detach()
+        if not torch.isfinite(losses).all():
+            raise FloatingPointError(f"synthesis loss became NaN or Inf at step {step}")
+        if not early_stop:
+            continue
+        done = (last_checked - losses) < config.early_stop_tol
+        last_checked = losses
+        if done.any():
+            images[active[done]] = x[done]
+            steps[active[done].cpu()] = step
+            keep = ~done
+            x, y, active, exp_avg, exp_avg_sq, last_checked = (
+                t[keep] for t in (x, y, active, exp_avg, exp_avg_sq, last_checked)
+            )
+            if active.numel() == 0:
+                break
+    images[active] = x
     with torch.no_grad():
-        logits = teacher((x - mean_) / std_)
+        logits = teacher((images - mean.to(device).view(1, -1, 1, 1)) / std.to(device).view(1, -1, 1, 1))
         losses = _tempered_ce(logits, targets, config.temperature)
         if not torch.isfinite(losses).all():
             raise FloatingPointError("teacher output is NaN or Inf on the synthesised images")
         agreement = logits.argmax(dim=1) == targets.argmax(dim=1)
-    return SynthesisResult(images=x.detach().cpu(), losses=losses.cpu(), agreement=agreement.cpu())
+    return SynthesisResult(images=images.cpu(), losses=losses.cpu(), agreement=agreement.cpu(), steps=steps)
