@@ -43,6 +43,7 @@ class PipelineResult:
     student_key: str
     student_test_acc: float
     teacher_test_acc: float | None
+    student_test_acc_last: float
     best_val_acc: float | None
     num_epochs: int
     train_seconds: float
@@ -164,17 +165,21 @@ def run_pipeline(
     train_seconds = time.time() - start
     box.clean_modules()
 
-    student.load_state_dict(load_checkpoint_state(dst_ckpt))
     test_config = config["test"]["test_data_loader"]
     test_loader = build_data_loader(dataset_dict[test_config["dataset_id"]], test_config, distributed)
+    last_acc = evaluate(student, test_loader, torch_device)  # the last epoch's model, before the best-on-val reload
+    student.load_state_dict(load_checkpoint_state(dst_ckpt))
     teacher_acc = evaluate(teacher, test_loader, torch_device) if teacher is not None else None
     student_acc = evaluate(student, test_loader, torch_device)
-    _logger.info("test accuracy: student %.2f%%, teacher %s", student_acc, teacher_acc)
+    _logger.info(
+        "test accuracy: student %.2f%% (best on val; last epoch %.2f%%), teacher %s", student_acc, last_acc, teacher_acc
+    )
     return PipelineResult(
         config=str(config_path),
         student_key=student_config["key"],
         student_test_acc=student_acc,
         teacher_test_acc=teacher_acc,
+        student_test_acc_last=last_acc,
         best_val_acc=best_val,
         num_epochs=box.num_epochs,
         train_seconds=train_seconds,

@@ -244,7 +244,7 @@ def test_settings_are_either_valid_or_rejected_with_a_value_error(betas, shares,
         and all(finite(s) and s >= 0 for s in shares)
         and abs(sum(shares) - 1.0) <= 1e-6
     )
-    synthesis_ok = num_iters > 0 and finite(temperature) and temperature > 0
+    synthesis_ok = num_iters >= 0 and finite(temperature) and temperature > 0
     for build, valid in (
         (lambda: DirichletConfig(betas=betas, beta_shares=shares), dirichlet_ok),
         (lambda: SynthesisConfig(num_iters=num_iters, temperature=temperature), synthesis_ok),

@@ -77,7 +77,7 @@ def test_nan_teacher_raises(tiny_teacher):
 
 
 @pytest.mark.parametrize(
-    "field, value", [("num_iters", 0), ("batch_size", -1), ("temperature", 0.0), ("lr", float("nan"))]
+    "field, value", [("num_iters", -1), ("batch_size", 0), ("temperature", 0.0), ("lr", float("nan"))]
 )
 def test_config_rejects_non_positive_settings(field, value):
     with pytest.raises(ValueError, match=field):
@@ -174,3 +174,13 @@ def test_early_stop_refuses_minmax_rescale():
         SynthesisConfig(early_stop_tol=1e-3, minmax_rescale=True)
     with pytest.raises(ValueError, match="precision"):
         SynthesisConfig(precision="fp16")
+
+
+def test_zero_iterations_keep_the_initial_noise(tiny_teacher):
+    targets = _targets(tiny_teacher, n_per_class=2)
+    init = torch.rand((8, 1, 8, 8), generator=torch.Generator().manual_seed(5))
+    with frozen_teacher(tiny_teacher):
+        noise = synthesize_batch(
+            tiny_teacher, targets, (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=0), torch.Generator(), init=init
+        )
+    assert torch.equal(noise.images, init) and (noise.steps == 0).all()

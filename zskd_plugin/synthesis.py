@@ -39,7 +39,8 @@ class SynthesisConfig:
     """Settings of the optimisation that makes Data Impressions.
 
     Attributes:
-        num_iters: the most Adam steps a Data Impression gets (the paper's release: 1500).
+        num_iters: the most Adam steps a Data Impression gets (the paper's release: 1500). 0 keeps the initial
+            uniform noise unoptimised: the noise baseline that shows what synthesis adds.
         lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps; 0.05 converges in ~200).
         batch_size: Data Impressions optimised together; also the size of one store part.
         temperature: softmax temperature ``tau`` of the teacher (paper: 20).
@@ -70,10 +71,10 @@ class SynthesisConfig:
     early_stop_every: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("num_iters", "batch_size", "early_stop_every"):
+        for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"synthesis {name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"synthesis {name} must be an integer >= {least}, got {value!r}")
         for name in ("lr", "temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
