@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -254,3 +255,32 @@ def test_settings_are_either_valid_or_rejected_with_a_value_error(betas, shares,
         else:
             with pytest.raises(ValueError, match="must"):  # every rejection says what is expected
                 build()
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["independent-parts", "warm-started-rows"])
+def test_torchrun_two_processes_make_the_same_store_as_one(tmp_path, warm):
+    """torchrun splits synthesis by (class, beta) rows; with the same seed the store equals a one-process run."""
+    ckpt = _ckpt(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # torchrun's default per worker; the same for the single run
+    extra = ["warm"] if warm else []
+    single = subprocess.run(
+        [sys.executable, str(WORKER), ckpt, str(tmp_path / "one"), "20", *extra],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(WORKER), ckpt, str(tmp_path / "two"), "20", *extra],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert multi.stderr.count("synthesising 12 of 24 parts") == 2  # each rank made half, 4 of the 8 rows
+    assert multi.stdout.count("STORE ") == 2
+    (one,) = (tmp_path / "one").iterdir()
+    (two,) = (tmp_path / "two").iterdir()
+    assert one.name == two.name
+    one_parts = {p.name: p.read_bytes() for p in sorted((one / "parts").iterdir())}
+    two_parts = {p.name: p.read_bytes() for p in sorted((two / "parts").iterdir())}
+    assert len(one_parts) == 48 and one_parts == two_parts  # 24 parts and their records, byte for byte
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["parts"] == json.loads((one / "manifest.json").read_text())["parts"]

@@ -55,7 +55,8 @@ def make_impression_store(
 ) -> ImpressionStore:
     """Load the teacher and make (or reuse) its complete Data Impression store.
 
-    Under ``torch.distributed`` rank 0 synthesises while the other ranks wait, then every rank opens the store.
+    Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node N``; gloo on CPU, NCCL on GPU) every rank makes
+    its share of the parts, rank 0 writes the manifest once all are done, and then every rank opens the store.
     """
     spec = TeacherSpec.from_dict(teacher)
     config = ImpressionConfig(
@@ -77,13 +78,36 @@ def make_impression_store(
         name=spec.key.rsplit(".", 1)[-1],
         device=_resolve_device(device),
     )
-    if rank == 0:
-        store = synthesize_impressions(progress=progress, **kwargs)
-    if world_size > 1:
-        torch.distributed.barrier()
-    if rank != 0:
-        store = synthesize_impressions(progress=False, **kwargs)  # complete by now: only opens it
-    return store
+    if world_size == 1:
+        return synthesize_impressions(progress=progress, **kwargs)
+    store, error = None, None
+    try:
+        store = synthesize_impressions(progress=progress and rank == 0, rank=rank, world_size=world_size, **kwargs)
+    except Exception as exc:  # re-raised below, once the other ranks know: nobody waits forever at a barrier
+        error = exc
+    _stop_if_any_rank_failed(error, rank)  # after this, every rank's share is written
+    if rank == 0 and store is not None and not store.is_complete():
+        error = None
+        try:
+            store.finalize()
+        except Exception as exc:
+            error = exc
+    _stop_if_any_rank_failed(error, rank)  # after this, the manifest is written
+    return synthesize_impressions(progress=False, **kwargs)  # complete by now: only opens it
+
+
+def _stop_if_any_rank_failed(error: Exception | None, rank: int) -> None:
+    """A collective: every rank learns whether any rank failed; the failed rank re-raises, the others stop too."""
+    backend = torch.distributed.get_backend()
+    flag = torch.tensor([0.0 if error is None else 1.0], device="cuda" if backend == "nccl" else "cpu")
+    torch.distributed.all_reduce(flag)
+    if error is not None:
+        raise error
+    if flag.item() > 0:
+        raise RuntimeError(
+            f"rank {rank}: another rank failed while making the Data Impression store (its error is in its log); "
+            "completed parts are kept, so running again resumes"
+        )
 
 
 def build_impression_dataset(

@@ -31,7 +31,7 @@ from .teacher import InputConfig, teacher_fingerprint
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["ImpressionConfig", "PartPlan", "plan_parts", "open_store", "synthesize_impressions"]
+__all__ = ["ImpressionConfig", "PartPlan", "plan_parts", "open_store", "shard_parts", "synthesize_impressions"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,20 @@ def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
     return plans
 
 
+def shard_parts(plans: list[PartPlan], rank: int, world_size: int) -> set[int]:
+    """The parts process ``rank`` of ``world_size`` makes: whole (class, beta) rows, dealt out in turn.
+
+    Rows stay whole so a warm-started row never waits on another process; the parts' own seeds make the store the
+    same whatever the number of processes.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
+    rows: dict[tuple[int, float], int] = {}
+    for plan in plans:
+        rows.setdefault((plan.class_index, plan.beta), len(rows))
+    return {plan.index for plan in plans if rows[(plan.class_index, plan.beta)] % world_size == rank}
+
+
 def _part_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -128,14 +142,19 @@ def synthesize_impressions(
     name: str = "teacher",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> ImpressionStore:
     """Make (or reuse) the complete store of Data Impressions for ``teacher``.
 
     Parts already in the store and passing their checksum are kept; missing or corrupted ones are synthesised.
     A cross-process lock makes a second process wait and then reuse the first one's work.
 
+    With ``world_size > 1`` this process makes only its share of the parts (:func:`shard_parts`) and does not
+    finalise: once every process is done (a barrier), one of them calls ``store.finalize()``.
+
     Returns:
-        The complete store (``store.load()`` gives images, targets and final losses).
+        The store: complete, or with this process's share written when ``world_size > 1``.
     """
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
@@ -145,6 +164,13 @@ def synthesize_impressions(
         _logger.info("reusing complete Data Impression store %s", store.path)
         return store
     store.prepare()
+    if world_size > 1:
+        mine = shard_parts(plan_parts(num_classes, config), rank, world_size)
+        with FileLock(str(store.lock_path) + f"-rank{rank}-of-{world_size}"):
+            missing = [i for i in store.missing_parts() if i in mine]
+            if missing:
+                _synthesize_missing(teacher, classifier.weight, input_config, config, store, missing, device, progress)
+        return store
     with FileLock(str(store.lock_path)):
         missing = store.missing_parts()  # re-checked under the lock: another process may have made them
         if missing or not store.is_complete():
