@@ -3,6 +3,7 @@
 zskd prepare-data mnist --root ./data
 zskd synthesize --config yaml_configs/mnist/zskd-lenet5_half_from_lenet5.yaml
 zskd train --config yaml_configs/mnist/ce-lenet5.yaml
+zskd benchmark --suite mnist
 """
 
 from __future__ import annotations
@@ -46,7 +47,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", help="torch device (default cpu)")
     train.add_argument("--seed", type=int, default=None, help="torch seed for model init and data order")
     train.add_argument("--result-json", default=None, help="also write the figures to this JSON file")
+    bench = sub.add_parser(
+        "benchmark",
+        parents=[common],
+        help="run the paper's table (teacher, real-data KD methods, ZSKD, noise, DI sweep)",
+    )
+    bench.add_argument("--suite", required=True, choices=["mnist", "fashion-mnist", "cifar10"])
+    bench.add_argument(
+        "--scale",
+        default="quick",
+        choices=["quick", "paper", "tiny"],
+        help="quick: CPU-sized (default); paper: the paper's DI counts; tiny: the test's",
+    )
+    bench.add_argument("--out", default="results", help="results folder (default results/)")
+    bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    bench.add_argument("--only", nargs="+", default=None, help="run only these rows (e.g. teacher zskd-ours)")
     return parser
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from .registry.benchmark import run_suite
+
+    report = run_suite(args.suite, args.scale, args.out, device=args.device, only=args.only)
+    for row, entry in report["rows"].items():
+        acc = entry["test_acc_last"]
+        paper = "" if entry["paper"] is None else f"  (paper {entry['paper']:.2f})"
+        print(f"{row:12s} {acc['mean']:6.2f} ± {acc['std']:.2f} (n={acc['n']}){paper}")
+    for point in report["sweep"]:
+        print(f"sweep {point['num_impressions']:>6d} DIs: {point['test_acc_last']:.2f}")
+    return 0
 
 
 def _synthesize(config_path: str) -> int:
@@ -92,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "synthesize":
             return _synthesize(args.config)
+        if args.command == "benchmark":
+            return _benchmark(args)
         return _train(args)
     except KeyError as exc:  # torchdistill reads config sections with plain indexing
         print(

@@ -1,0 +1,429 @@
+"""``zskd benchmark``: the paper's table (Nayak et al., ICML 2019, Table 1 and Fig. 3) on one data set.
+
+Every row is a torchdistill pipeline derived from a shipped config in ``yaml_configs/<suite>/`` with the row's
+settings (epochs, Data Impression count, synthesis and augmentation, seed) written into a config file of its own,
+so each row's figure comes with the exact command that reproduces it. Rows already measured with the same config
+are reused, so an interrupted suite resumes.
+
+All student rows share the teacher, the student architecture, the optimiser, the schedule and the number of epochs.
+The reported accuracy is the real test set's at the last epoch (no model selection at all); the test accuracy of
+the checkpoint chosen on the held-out split is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .runner import run_pipeline
+from .yaml_edit import Tagged, dump_config, find_calls, load_config_tree
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["SCALES", "SUITES", "Scale", "Suite", "plan_rows", "run_suite"]
+
+IMPRESSION_BUILDER = "data_impression_dataset"
+AUGMENT = "zskd_plugin.augment.ImpressionAugment"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a run is. ``paper`` is the paper's DI count; the others shrink it to fit a CPU or a test."""
+
+    name: str
+    epochs: int  # every student row (the teacher keeps its config's epochs)
+    zskd_impressions: int | None  # None: the suite's paper DI count
+    paper_iters: int  # synthesis steps of the paper-settings row (the release: 1500)
+    ours_iters: int
+    sweep_fractions: tuple[float, ...]  # of the real training set, for the DI-count sweep
+    seeds: int
+    real_train_subset: int | None = None  # real-data rows train on this many images (tests only)
+
+
+SCALES: dict[str, Scale] = {
+    "paper": Scale("paper", epochs=40, zskd_impressions=None, paper_iters=1500, ours_iters=200,
+                   sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3),
+    "quick": Scale("quick", epochs=20, zskd_impressions=6000, paper_iters=1500, ours_iters=200,
+                   sweep_fractions=(0.01, 0.05, 0.1, 0.2), seeds=3),
+    "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3, ours_iters=3,
+                  sweep_fractions=(0.0005,), seeds=2, real_train_subset=200),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One data set's table: its configs and the paper's figures (Nayak et al. 2019, Table 1)."""
+
+    name: str
+    config_dir: str
+    teacher: str  # config file names inside config_dir
+    student_key: str
+    zskd: str
+    methods: tuple[tuple[str, str, str], ...]  # (row, label, config) of the real-data KD rows
+    real_train_size: int
+    paper_impressions: int
+    paper: dict[str, float] = field(default_factory=dict)
+
+
+_LENET_METHODS = (
+    ("kd", "KD (Hinton et al.) on real data", "kd-lenet5_half_from_lenet5.yaml"),
+    ("dist", "DIST (Huang et al.) + cross-entropy on real data", "dist-lenet5_half_from_lenet5.yaml"),
+    ("at", "attention transfer + KD on real data", "at-lenet5_half_from_lenet5.yaml"),
+)
+
+SUITES: dict[str, Suite] = {
+    "mnist": Suite(
+        "mnist", "yaml_configs/mnist", "ce-lenet5.yaml", "lenet5_half", "zskd-lenet5_half_from_lenet5.yaml",
+        _LENET_METHODS, 60000, 24000, {"teacher": 99.34, "student-ce": 98.92, "kd": 99.25, "zskd-paper": 98.77},
+    ),
+    "fashion-mnist": Suite(
+        "fashion-mnist", "yaml_configs/fashion_mnist", "ce-lenet5.yaml", "lenet5_half",
+        "zskd-lenet5_half_from_lenet5.yaml", _LENET_METHODS, 60000, 48000,
+        {"teacher": 90.84, "student-ce": 89.43, "kd": 89.66, "zskd-paper": 79.62},
+    ),
+    "cifar10": Suite(  # needs CIFAR-10 (torchvision download) and, in practice, a GPU
+        "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml", "alexnet_cifar_half",
+        "zskd-alexnet_cifar_half_from_alexnet_cifar.yaml", (), 50000, 40000,
+        {"teacher": 83.03, "student-ce": 80.04, "kd": 80.08, "zskd-paper": 69.56},
+    ),
+}  # fmt: skip
+
+# The authors' release (Sec. 3.2 settings as released): Adam lr 0.001 for 1500 steps, batch 100, the whole batch
+# min-max rescaled every step, later batches of a (class, beta) row warm-started from the previous one.
+PAPER_SYNTHESIS = {"lr": 0.001, "batch_size": 100, "temperature": 20.0, "minmax_rescale": True, "warm_start": True}
+OURS_SYNTHESIS = {"lr": 0.05, "batch_size": 200, "temperature": 20.0}
+# The paper augments the transfer set with scaling, translation and rotation; ours adds blur and contrast.
+PAPER_AUGMENT = {"degrees": 15, "translate": 0.1, "scale": 0.1}
+
+
+@dataclass
+class RowPlan:
+    """One pipeline run of the suite."""
+
+    row: str  # table row, e.g. "kd" or "zskd-ours"
+    label: str
+    template: str  # the shipped config it derives from
+    seed: int
+    edit: Callable[[dict[str, Any]], None]
+    num_impressions: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        suffix = f"-n{self.num_impressions}" if self.row == "zskd-sweep" else ""
+        self.name = self.name or f"{self.row}{suffix}-seed{self.seed}"
+
+
+def _set_epochs(tree: dict[str, Any], epochs: int) -> None:
+    tree["train"]["num_epochs"] = epochs
+    scheduler = tree["train"].get("scheduler") or {}
+    if scheduler.get("key") == "CosineAnnealingLR":
+        scheduler["kwargs"]["T_max"] = epochs
+
+
+def _set_dst(tree: dict[str, Any], path: str) -> None:
+    models = tree["models"]
+    (models.get("student_model") or models["model"])["dst_ckpt"] = path
+
+
+def _impressions(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
+    if not found:
+        raise ValueError("the ZSKD template has no data_impression_dataset")
+    return found
+
+
+def _set_augment(tree: dict[str, Any], settings: dict[str, float] | None) -> None:
+    """Replace the ImpressionAugment settings (None keeps the template's)."""
+    if settings is None:
+        return
+    for call in find_calls(tree, AUGMENT):
+        call["init"] = {"kwargs": dict(settings)}
+
+
+def _zskd_edit(
+    num_impressions: int, seed: int, synthesis: dict[str, Any], augment: dict[str, float] | None
+) -> Callable[[dict[str, Any]], None]:
+    def edit(tree: dict[str, Any]) -> None:
+        shared = dict(synthesis)  # one object for train and val, so they stay one store
+        for kwargs in _impressions(tree):
+            kwargs.update(num_impressions=num_impressions, seed=seed, synthesis=shared)
+        _set_augment(tree, augment)
+
+    return edit
+
+
+def _subset_edit(size: int | None) -> Callable[[dict[str, Any]], None]:
+    """Train real-data rows on the first ``size`` training images (the tiny scale only)."""
+
+    def edit(tree: dict[str, Any]) -> None:
+        if size is None:
+            return
+        for call in find_calls(tree, "split_dataset"):
+            kwargs = call["init"]["kwargs"]
+            kwargs["lengths"] = [size, kwargs["lengths"][1], sum(kwargs["lengths"]) - size - kwargs["lengths"][1]]
+
+    return edit
+
+
+def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> list[RowPlan]:
+    """The suite's runs at this scale, teacher first."""
+    d = Path(configs_root) / suite.config_dir
+    n_zskd = scale.zskd_impressions or suite.paper_impressions
+    subset = _subset_edit(scale.real_train_subset)
+
+    def student_ce(tree: dict[str, Any]) -> None:
+        tree["models"]["model"]["key"] = suite.student_key
+        subset(tree)
+
+    rows = [
+        RowPlan("teacher", "teacher, cross-entropy on real data", str(d / suite.teacher), 0, subset),
+        RowPlan("student-ce", "student, cross-entropy on real data", str(d / suite.teacher), 0, student_ce),
+    ]
+    rows += [RowPlan(row, label, str(d / config), 0, subset) for row, label, config in suite.methods]
+    zskd = str(d / suite.zskd)
+    paper_syn = dict(PAPER_SYNTHESIS, num_iters=scale.paper_iters)
+    ours_syn = dict(OURS_SYNTHESIS, num_iters=scale.ours_iters)
+    noise_syn = dict(OURS_SYNTHESIS, num_iters=0)
+    for seed in range(scale.seeds):
+        rows += [
+            RowPlan("zskd-paper", "ZSKD, the paper's synthesis settings", zskd, seed,
+                    _zskd_edit(n_zskd, seed, paper_syn, PAPER_AUGMENT), n_zskd),
+            RowPlan("zskd-ours", "ZSKD, our settings", zskd, seed, _zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
+            RowPlan("noise", "the same distillation on unoptimised uniform noise", zskd, seed,
+                    _zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
+        ]  # fmt: skip
+    for fraction in scale.sweep_fractions:
+        n = max(int(round(fraction * suite.real_train_size)), 20)
+        if n != n_zskd:  # the full-size point is the zskd-ours row
+            rows.append(
+                RowPlan("zskd-sweep", f"ZSKD, our settings, {n} DIs", zskd, 0, _zskd_edit(n, 0, ours_syn, None), n)
+            )
+    return rows
+
+
+def _redirect_teacher(tree: Any, old: str, new: str) -> None:
+    """Point every ``src_ckpt``/``dst_ckpt`` that names the teacher's checkpoint at the benchmark's own."""
+    stack, seen = [tree], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Tagged):
+            stack.append(node.value)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("src_ckpt", "dst_ckpt") and value == old:
+                    node[key] = new
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _row_config(
+    plan: RowPlan, scale: Scale, out_dir: Path, command_prefix: str, teacher_ckpt: tuple[str, str]
+) -> tuple[Path, str]:
+    tree = load_config_tree(plan.template)
+    _redirect_teacher(tree, *teacher_ckpt)
+    if plan.row != "teacher":
+        _set_epochs(tree, scale.epochs)
+        _set_dst(tree, f"./resource/ckpt/benchmark/{out_dir.name}/{plan.name}.pt")
+    plan.edit(tree)
+    path = out_dir / "configs" / f"{plan.name}.yaml"
+    command = f"{command_prefix} --config {path} --seed {plan.seed}"
+    header = f"{plan.label} ({scale.name} scale). Derived from {plan.template} by `zskd benchmark`.\nRun: {command}"
+    dump_config(tree, path, header)
+    return path, command
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_suite(
+    suite_name: str,
+    scale_name: str = "quick",
+    out_root: str | Path = "results",
+    device: str = "cpu",
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    configs_root: str | Path = ".",
+) -> dict[str, Any]:
+    """Run (or resume) every row of a suite and write ``<out_root>/<suite>[-<scale>].json``, ``.md`` and ``.png``.
+
+    Args:
+        suite_name: ``mnist`` or ``fashion-mnist``.
+        scale_name: ``paper``, ``quick`` (CPU-sized, the default) or ``tiny`` (the test's).
+        out_root: results folder; row configs and per-row results go to ``<out_root>/<suite>[-<scale>]/``.
+        device: torch device of training and synthesis.
+        only: run only these rows (e.g. ``["teacher", "zskd-ours"]``); the report covers every row measured so far.
+        progress: progress bars.
+        configs_root: the folder holding ``yaml_configs/`` (the repository root).
+
+    Returns:
+        The report that was written as JSON.
+    """
+    if suite_name not in SUITES:
+        raise ValueError(f"unknown suite {suite_name!r}; choose one of {sorted(SUITES)}")
+    if scale_name not in SCALES:
+        raise ValueError(f"unknown scale {scale_name!r}; choose one of {sorted(SCALES)}")
+    suite, scale = SUITES[suite_name], SCALES[scale_name]
+    stem = suite.name if scale.name == "paper" else f"{suite.name}-{scale.name}"
+    out_dir = Path(out_root) / stem
+    plans = plan_rows(suite, scale, configs_root)
+    known = {p.row for p in plans}
+    if only and not set(only) <= known:
+        raise ValueError(f"unknown row(s) {sorted(set(only) - known)}; rows are {sorted(known)}")
+    shipped_teacher = load_config_tree(plans[0].template)["models"]["model"]["dst_ckpt"]
+    teacher_ckpt = Path(f"./resource/ckpt/benchmark/{stem}/teacher.pt")  # each suite and scale trains its own
+    results: list[dict[str, Any]] = []
+    for plan in plans:
+        config_path, command = _row_config(
+            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}")
+        )
+        row_file = out_dir / "rows" / f"{plan.name}.json"
+        digest = _digest(config_path)
+        previous = json.loads(row_file.read_text()) if row_file.is_file() else None
+        if previous and previous.get("config_sha256") == digest:
+            results.append(previous)
+            continue
+        if only and plan.row not in only:
+            continue
+        if plan.row != "teacher" and not teacher_ckpt.is_file():
+            raise FileNotFoundError(
+                f"no teacher checkpoint at {teacher_ckpt}; run the teacher row first: zskd benchmark --suite "
+                f"{suite.name} --scale {scale.name} --only teacher"
+            )
+        _logger.info("benchmark %s: %s (%s)", stem, plan.name, command)
+        start = time.time()
+        result = run_pipeline(config_path, device=device, seed=plan.seed, progress=progress)
+        record = {
+            "row": plan.row,
+            "name": plan.name,
+            "label": plan.label,
+            "seed": plan.seed,
+            "num_impressions": plan.num_impressions,
+            "test_acc_last": result.student_test_acc_last,
+            "test_acc_best_val": result.student_test_acc,
+            "best_val_acc": result.best_val_acc,
+            "epochs": result.num_epochs,
+            "train_seconds": round(result.train_seconds, 1),
+            "wall_seconds": round(time.time() - start, 1),
+            "command": command,
+            "config": str(config_path),
+            "config_sha256": digest,
+        }
+        row_file.parent.mkdir(parents=True, exist_ok=True)
+        row_file.write_text(json.dumps(record, indent=2))
+        results.append(record)
+    report = _report(suite, scale, results)
+    json_path = Path(out_root) / f"{stem}.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    (Path(out_root) / f"{stem}.md").write_text(_markdown(report))
+    _plot(report, Path(out_root) / f"{stem}.png")
+    return report
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def _report(suite: Suite, scale: Scale, results: list[dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, dict[str, Any]] = {}
+    for rec in results:
+        if rec["row"] == "zskd-sweep":
+            continue
+        entry = table.setdefault(rec["row"], {"label": rec["label"], "runs": []})
+        entry["runs"].append(rec)
+    for row, entry in table.items():
+        entry["test_acc_last"] = _summary([r["test_acc_last"] for r in entry["runs"]])
+        entry["test_acc_best_val"] = _summary([r["test_acc_best_val"] for r in entry["runs"]])
+        entry["wall_seconds"] = round(sum(r["wall_seconds"] for r in entry["runs"]), 1)
+        entry["paper"] = suite.paper.get(row)
+    sweep = sorted(
+        [(r["num_impressions"], r["test_acc_last"]) for r in results if r["row"] == "zskd-sweep"]
+        + [(r["num_impressions"], r["test_acc_last"]) for r in results if r["row"] == "zskd-ours" and r["seed"] == 0]
+    )
+    return {
+        "suite": suite.name,
+        "scale": dataclasses.asdict(scale),
+        "metric": "real test-set accuracy (%) at the last epoch; mean and sample std over seeds",
+        "rows": table,
+        "sweep": [{"num_impressions": n, "test_acc_last": a, "fraction": n / suite.real_train_size} for n, a in sweep],
+        "runs": results,
+    }
+
+
+def _fmt(summary: dict[str, float]) -> str:
+    if summary["n"] == 1:
+        return f"{summary['mean']:.2f}"
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f} (n={summary['n']})"
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    scale = report["scale"]
+    lines = [
+        f"# ZSKD benchmark: {report['suite']} ({scale['name']} scale)",
+        "",
+        f"Real test-set accuracy (%) at the last epoch ({scale['epochs']} epochs for every student row); mean ± sample "
+        "std over seeds. `best-val` is the test accuracy of the epoch chosen on the held-out split. Paper: Nayak et al."
+        " 2019, Table 1 (their figures select the epoch on the test set).",
+        "",
+        "| row | what | accuracy | best-val | paper | wall time (s, all seeds) | command (first seed) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row, entry in report["rows"].items():
+        paper = "" if entry["paper"] is None else f"{entry['paper']:.2f}"
+        lines.append(
+            f"| {row} | {entry['label']} | {_fmt(entry['test_acc_last'])} | {_fmt(entry['test_acc_best_val'])} | "
+            f"{paper} | {entry['wall_seconds']:.0f} | `{entry['runs'][0]['command']}` |"
+        )
+    if report["sweep"]:
+        lines += ["", "## Accuracy against Data Impression count (seed 0)", ""]
+        lines += ["| DIs | share of the real training set | accuracy |", "|---|---|---|"]
+        lines += [
+            f"| {p['num_impressions']} | {p['fraction']:.1%} | {p['test_acc_last']:.2f} |" for p in report["sweep"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    """Accuracy against DI count, with the real-data rows as reference lines."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the plot is an extra: pip install 'zskd-torchdistill[bench]'
+        _logger.warning("matplotlib is not installed; %s not written (pip install 'zskd-torchdistill[bench]')", path)
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if report["sweep"]:
+        xs = [p["num_impressions"] for p in report["sweep"]]
+        ax.plot(xs, [p["test_acc_last"] for p in report["sweep"]], "o-", label="ZSKD (ours), seed 0")
+        ax.set_xscale("log")
+    for row, style in (("kd", "--"), ("student-ce", ":"), ("noise", "-.")):
+        entry = report["rows"].get(row)
+        if entry:
+            ax.axhline(entry["test_acc_last"]["mean"], linestyle=style, color="gray", label=f"{row}")
+    ax.set_xlabel("Data Impressions")
+    ax.set_ylabel("real test accuracy (%)")
+    ax.set_title(f"{report['suite']} ({report['scale']['name']} scale)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

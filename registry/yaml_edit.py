@@ -1,0 +1,92 @@
+"""Read and write torchdistill YAML without running it, so a pipeline can be derived from a shipped config.
+
+torchdistill's tags (``!import_call``, ``!import_get``, ...) are kept as :class:`Tagged` nodes on load and written
+back unchanged; nothing is imported or called. Anchors become plain copies or fresh anchors on output, which means
+the same to torchdistill's loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree"]
+
+
+@dataclass(eq=False)
+class Tagged:
+    """A tagged YAML node: ``tag`` (e.g. ``!import_call``) and its mapping, sequence or scalar ``value``."""
+
+    tag: str
+    value: Any
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Tagged:
+    if isinstance(node, yaml.MappingNode):
+        value: Any = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return Tagged("!" + suffix, value)
+
+
+def _represent(dumper: yaml.SafeDumper, node: Tagged) -> yaml.Node:
+    if isinstance(node.value, dict):
+        return dumper.represent_mapping(node.tag, node.value)
+    if isinstance(node.value, list):
+        return dumper.represent_sequence(node.tag, node.value)
+    return dumper.represent_scalar(node.tag, "" if node.value is None else str(node.value))
+
+
+_Loader.add_multi_constructor("!", _construct)
+_Dumper.add_representer(Tagged, _represent)
+
+
+def load_config_tree(path: str | Path) -> dict[str, Any]:
+    """The YAML file as plain dicts and lists, tags kept as :class:`Tagged`."""
+    tree = yaml.load(Path(path).read_text(), Loader=_Loader)
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    return tree
+
+
+def dump_config(tree: dict[str, Any], path: str | Path, header: str = "") -> Path:
+    """Write ``tree`` as YAML torchdistill can load, with ``header`` as leading comment lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    path.write_text(comment + yaml.dump(tree, Dumper=_Dumper, sort_keys=False, width=120))
+    return path
+
+
+def find_calls(tree: Any, key_suffix: str) -> Iterator[dict[str, Any]]:
+    """Every ``!import_call`` mapping whose ``key`` ends with ``key_suffix`` (each object once, aliases included)."""
+    seen: set[int] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Tagged):
+            if node.tag == "!import_call" and isinstance(node.value, dict):
+                if str(node.value.get("key", "")).endswith(key_suffix):
+                    yield node.value
+            stack.append(node.value)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

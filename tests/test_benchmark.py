@@ -1,0 +1,89 @@
+"""`zskd benchmark`: derived row configs, and a tiny version of the whole MNIST suite on real MNIST."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from yaml_util import load_raw
+from zskd_plugin.registry import benchmark
+from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "yaml_configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_config_tree_round_trips_with_its_tags(config: Path, tmp_path: Path):
+    copy = dump_config(load_config_tree(config), tmp_path / config.name, header="a copy")
+    assert load_raw(copy) == load_raw(config)
+    assert "!import_call" in copy.read_text() and copy.read_text().startswith("# a copy\n")
+
+
+def test_plan_has_every_row_of_the_table_with_seeds():
+    plans = benchmark.plan_rows(benchmark.SUITES["mnist"], benchmark.SCALES["paper"], REPO)
+    rows = [p.row for p in plans]
+    assert rows[0] == "teacher"
+    for row in ("student-ce", "kd", "dist", "at"):
+        assert rows.count(row) == 1
+    for row in ("zskd-paper", "zskd-ours", "noise"):
+        assert sorted(p.seed for p in plans if p.row == row) == [0, 1, 2]
+    assert sorted(p.num_impressions for p in plans if p.row == "zskd-sweep") == [600, 3000, 12000]  # 24,000: ours
+    assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
+
+
+def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypatch, mnist_root: Path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(mnist_root.resolve())
+    report = benchmark.run_suite("mnist", "tiny", "results", progress=False, configs_root=REPO)
+
+    expected = {"teacher", "student-ce", "kd", "dist", "at", "zskd-paper", "zskd-ours", "noise"}
+    assert set(report["rows"]) == expected
+    for row in ("zskd-paper", "zskd-ours", "noise"):
+        acc = report["rows"][row]["test_acc_last"]
+        assert acc["n"] == 2 and acc["std"] >= 0
+    assert report["rows"]["teacher"]["test_acc_last"]["mean"] > 15.0  # 200 real images, 6 epochs: above chance
+    assert [p["num_impressions"] for p in report["sweep"]] == [30, 40]
+    assert report["rows"]["zskd-paper"]["paper"] == 98.77
+
+    # every row names a config that exists and reproduces it; the noise row's Data Impressions are unoptimised
+    for run in report["runs"]:
+        assert Path(run["config"]).is_file() and run["command"].endswith(f"--seed {run['seed']}")
+        assert run["wall_seconds"] > 0
+    noise = load_config_tree("results/mnist-tiny/configs/noise-seed1.yaml")
+    paper = load_config_tree("results/mnist-tiny/configs/zskd-paper-seed0.yaml")
+    noise_kwargs = noise["datasets"]["zskd/train"].value["init"]["kwargs"]
+    assert noise_kwargs["synthesis"]["num_iters"] == 0 and noise_kwargs["seed"] == 1
+    paper_syn = paper["datasets"]["zskd/train"].value["init"]["kwargs"]["synthesis"]
+    assert paper_syn["minmax_rescale"] and paper_syn["lr"] == 0.001
+    assert noise["models"]["teacher_model"]["src_ckpt"] == "./resource/ckpt/benchmark/mnist-tiny/teacher.pt"
+
+    out = tmp_path / "results"
+    table = (out / "mnist-tiny.md").read_text()
+    assert "| zskd-paper |" in table and "98.77" in table and "| noise |" in table
+    assert (out / "mnist-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "mnist-tiny.json").read_text())["rows"].keys() == report["rows"].keys()
+
+    # a second run reuses every measured row instead of training again
+    def no_training(*args, **kwargs):
+        raise AssertionError("a measured row was run again")
+
+    monkeypatch.setattr(benchmark, "run_pipeline", no_training)
+    again = benchmark.run_suite("mnist", "tiny", "results", progress=False, configs_root=REPO)
+    assert again["rows"] == report["rows"]
+
+
+def test_bad_suite_scale_or_row_names_the_choices(tmp_path: Path):
+    with pytest.raises(ValueError, match="choose one of"):
+        benchmark.run_suite("svhn", out_root=tmp_path)
+    with pytest.raises(ValueError, match="choose one of"):
+        benchmark.run_suite("mnist", "huge", out_root=tmp_path)
+    with pytest.raises(ValueError, match="rows are"):
+        benchmark.run_suite("mnist", "tiny", out_root=tmp_path, only=["zsdk-ours"], configs_root=REPO)
+
+
+def test_rows_need_a_teacher_first(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark, "run_pipeline", lambda *a, **k: pytest.fail("trained without a teacher"))
+    with pytest.raises(FileNotFoundError, match="--only teacher"):
+        benchmark.run_suite("mnist", "tiny", "results", only=["kd"], configs_root=REPO)
