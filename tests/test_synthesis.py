@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from zskd_plugin.dirichlet import sample_soft_targets
 from zskd_plugin.similarity import class_similarity
@@ -138,8 +139,8 @@ def test_early_stopping_retires_converged_images_without_losing_quality(tiny_tea
 
 @pytest.mark.parametrize(
     "engine",
-    [{"precision": "bf16"}, {"channels_last": True}, {"compile": True}],
-    ids=["bf16", "channels_last", "compile"],
+    [{"precision": "bf16"}, {"channels_last": True}, {"compile": True}, {"lr_schedule": "cosine", "lr": 0.2}],
+    ids=["bf16", "channels_last", "compile", "cosine"],
 )
 def test_engine_options_keep_dis_as_good_and_leave_the_teacher_alone(tiny_teacher, engine):
     targets = _targets(tiny_teacher, n_per_class=16)
@@ -174,6 +175,8 @@ def test_early_stop_refuses_minmax_rescale():
         SynthesisConfig(early_stop_tol=1e-3, minmax_rescale=True)
     with pytest.raises(ValueError, match="precision"):
         SynthesisConfig(precision="fp16")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SynthesisConfig(lr_schedule="step")
 
 
 def test_zero_iterations_keep_the_initial_noise(tiny_teacher):
@@ -184,3 +187,30 @@ def test_zero_iterations_keep_the_initial_noise(tiny_teacher):
             tiny_teacher, targets, (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=0), torch.Generator(), init=init
         )
     assert torch.equal(noise.images, init) and (noise.steps == 0).all()
+
+
+@pytest.mark.parametrize("size, channels", [(5, 48), (4, 7), (3, 2)])
+def test_channel_window_lrn_is_torchs_local_response_norm(size, channels):
+    from zskd_plugin.synthesis import ChannelWindowLRN
+
+    x = (torch.randn(4, channels, 6, 6, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_(True)
+    ref, fast = nn.LocalResponseNorm(size, alpha=5e-4, beta=0.75, k=1.0), ChannelWindowLRN(size, 5e-4, 0.75, 1.0)
+    out_ref, out_fast = ref(x), fast(x)
+    torch.testing.assert_close(out_fast, out_ref, atol=1e-5, rtol=1e-5)
+    (g_ref,) = torch.autograd.grad((out_ref * torch.linspace(-1, 1, out_ref.numel()).view_as(x)).sum(), x)
+    (g_fast,) = torch.autograd.grad((out_fast * torch.linspace(-1, 1, out_ref.numel()).view_as(x)).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_engine_swaps_lrn_on_a_copy_only():
+    from zskd_plugin.models import create_model
+    from zskd_plugin.synthesis import ChannelWindowLRN, TeacherLoss
+
+    teacher = create_model("alexnet_cifar_half", num_classes=10).eval()
+    loss_fn = TeacherLoss(teacher, torch.zeros(3), torch.ones(3), SynthesisConfig())
+    assert any(isinstance(m, ChannelWindowLRN) for m in loss_fn.model.modules())
+    assert any(isinstance(m, nn.LocalResponseNorm) for m in teacher.modules())  # the caller's model is untouched
+    x, y = torch.rand(4, 3, 32, 32), torch.full((4, 10), 0.1)
+    with torch.no_grad():
+        plain = _tempered_ce(teacher(x), y, 20.0)
+        torch.testing.assert_close(loss_fn(x, y), plain, atol=1e-5, rtol=1e-5)
