@@ -74,3 +74,22 @@ def test_missing_torchdistill_section_is_named(tmp_path, capsys):
     path.write_text("models:\n  model: {key: 'lenet5', kwargs: {}, dst_ckpt: 'x.pt'}\ndatasets: {}\n")
     assert main(["train", "--config", str(path)]) == 2
     assert "config key 'train' is missing or misspelled" in capsys.readouterr().err
+
+
+def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config = _write(tmp_path, "num_iters: 2, batch_size: 8")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parent))
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "zskd_plugin.cli", "synthesize", "--config", str(config), "--log-level", "INFO"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("synthesising 4 of 8 parts") == 2  # 8 one-part rows (4 classes x 2 betas), 4 per rank
+    assert run.stdout.count("di/train:") == 1  # rank 0 reports
+    store = Path(run.stdout.split("di/train:")[1].split()[0])
+    assert (store / "manifest.json").is_file() and len(list((store / "parts").glob("*.safetensors"))) == 8

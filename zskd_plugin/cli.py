@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--offline", action="store_true", help="skip torchvision's download, use local packages only")
 
     syn = sub.add_parser(
-        "synthesize", parents=[common], help="make the Data Impression stores of a config ahead of training"
+        "synthesize",
+        parents=[common],
+        help="make the Data Impression stores of a config ahead of training (under torchrun: split across processes)",
     )
     syn.add_argument("--config", required=True, help="torchdistill YAML config")
 
@@ -78,11 +81,32 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_distributed() -> bool:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on GPU); False when not under torchrun."""
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
 def _synthesize(config_path: str) -> int:
     from .dataset import DataImpressionDataset
     from .registry.runner import load_config  # loading the YAML builds its datasets, synthesising stores
 
-    config = load_config(config_path)
+    joined = _init_distributed()  # under torchrun every rank makes its share of each store
+    try:
+        config = load_config(config_path)
+    finally:
+        if joined:
+            import torch
+
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     stores = {
         name: ds.store_path
         for name, ds in config["datasets"].items()
