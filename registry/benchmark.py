@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .runner import run_pipeline
-from .yaml_edit import Tagged, dump_config, find_calls, load_config_tree
+from .yaml_edit import dump_config, find_calls, load_config_tree, mappings
 
 _logger = logging.getLogger(__name__)
 
@@ -217,24 +217,12 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     return rows
 
 
-def _redirect_teacher(tree: Any, old: str, new: str) -> None:
+def _redirect_teacher(tree: dict[str, Any], old: str, new: str) -> None:
     """Point every ``src_ckpt``/``dst_ckpt`` that names the teacher's checkpoint at the benchmark's own."""
-    stack, seen = [tree], set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, Tagged):
-            stack.append(node.value)
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("src_ckpt", "dst_ckpt") and value == old:
-                    node[key] = new
-                else:
-                    stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node, _ in mappings(tree):
+        for key in ("src_ckpt", "dst_ckpt"):
+            if node.get(key) == old:
+                node[key] = new
 
 
 def _row_config(

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree"]
+__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree", "mappings"]
 
 
 @dataclass(eq=False)
@@ -72,21 +72,26 @@ def dump_config(tree: dict[str, Any], path: str | Path, header: str = "") -> Pat
     return path
 
 
-def find_calls(tree: Any, key_suffix: str) -> Iterator[dict[str, Any]]:
-    """Every ``!import_call`` mapping whose ``key`` ends with ``key_suffix`` (each object once, aliases included)."""
+def mappings(tree: Any) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Every mapping in ``tree`` with its tag (None when untagged), each object once (an alias is one object)."""
     seen: set[int] = set()
-    stack = [tree]
+    stack: list[tuple[Any, str | None]] = [(tree, None)]
     while stack:
-        node = stack.pop()
+        node, tag = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if isinstance(node, Tagged):
-            if node.tag == "!import_call" and isinstance(node.value, dict):
-                if str(node.value.get("key", "")).endswith(key_suffix):
-                    yield node.value
-            stack.append(node.value)
+            stack.append((node.value, node.tag))
         elif isinstance(node, dict):
-            stack.extend(node.values())
+            yield node, tag
+            stack.extend((value, None) for value in node.values())
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((item, None) for item in node)
+
+
+def find_calls(tree: Any, key_suffix: str) -> Iterator[dict[str, Any]]:
+    """Every ``!import_call`` mapping whose ``key`` ends with ``key_suffix``."""
+    for node, tag in mappings(tree):
+        if tag == "!import_call" and str(node.get("key", "")).endswith(key_suffix):
+            yield node

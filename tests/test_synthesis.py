@@ -22,6 +22,11 @@ def _initial_loss(teacher, targets, generator_seed, tau):
         return _tempered_ce(teacher((x - 0.5) / 0.25), targets, tau)
 
 
+def _run(teacher, targets, config, seed=0):
+    """One batch on the 1x8x8 tiny teacher, initial noise from ``seed``."""
+    return synthesize_batch(teacher, targets, (1, 8, 8), MEAN, STD, config, torch.Generator().manual_seed(seed))
+
+
 def test_synthesis_lowers_the_loss_and_matches_the_target_class(tiny_teacher):
     targets = _targets(tiny_teacher)
     cfg = SynthesisConfig(num_iters=150, lr=0.05, batch_size=64, temperature=20.0)
@@ -41,9 +46,7 @@ def test_teacher_is_frozen_during_and_restored_after(tiny_teacher):
     with frozen_teacher(tiny_teacher):
         assert not tiny_teacher.training
         assert not any(p.requires_grad for p in tiny_teacher.parameters())
-        synthesize_batch(
-            tiny_teacher, targets, (1, 8, 8), MEAN, STD, SynthesisConfig(num_iters=5), torch.Generator().manual_seed(0)
-        )
+        _run(tiny_teacher, targets, SynthesisConfig(num_iters=5))
     assert tiny_teacher.training and all(p.requires_grad for p in tiny_teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in tiny_teacher.state_dict().items())
     assert all(p.grad is None for p in tiny_teacher.parameters())
@@ -114,10 +117,7 @@ def test_early_stopping_retires_converged_images_without_losing_quality(tiny_tea
     full_cfg = SynthesisConfig(num_iters=300, lr=0.05)
     early_cfg = SynthesisConfig(num_iters=300, lr=0.05, early_stop_tol=1e-3, early_stop_every=10)
     with frozen_teacher(tiny_teacher):
-        full = synthesize_batch(tiny_teacher, targets, (1, 8, 8), MEAN, STD, full_cfg, torch.Generator().manual_seed(0))
-        early = synthesize_batch(
-            tiny_teacher, targets, (1, 8, 8), MEAN, STD, early_cfg, torch.Generator().manual_seed(0)
-        )
+        full, early = _run(tiny_teacher, targets, full_cfg), _run(tiny_teacher, targets, early_cfg)
     assert early.steps.float().mean() < 0.7 * 300  # most images stopped well before the budget
     assert early.steps.min() >= 10 and early.steps.max() <= 300 and (early.steps % 10 == 0).all()
     assert early.losses.mean() <= full.losses.mean() + 0.01  # nats: converged means no real loss left to gain
@@ -125,15 +125,7 @@ def test_early_stopping_retires_converged_images_without_losing_quality(tiny_tea
     # an image that stopped keeps the pixels it had then: rerunning with the budget cut at its stop step matches it
     stopped = int(torch.nonzero(early.steps == early.steps.min())[0])
     with frozen_teacher(tiny_teacher):
-        cut = synthesize_batch(
-            tiny_teacher,
-            targets,
-            (1, 8, 8),
-            MEAN,
-            STD,
-            SynthesisConfig(num_iters=int(early.steps.min()), lr=0.05),
-            torch.Generator().manual_seed(0),
-        )
+        cut = _run(tiny_teacher, targets, SynthesisConfig(num_iters=int(early.steps.min()), lr=0.05))
     torch.testing.assert_close(early.images[stopped], cut.images[stopped], atol=1e-6, rtol=0)
 
 
@@ -146,24 +138,8 @@ def test_engine_options_keep_dis_as_good_and_leave_the_teacher_alone(tiny_teache
     targets = _targets(tiny_teacher, n_per_class=16)
     before = {k: v.clone() for k, v in tiny_teacher.state_dict().items()}
     with frozen_teacher(tiny_teacher):
-        plain = synthesize_batch(
-            tiny_teacher,
-            targets,
-            (1, 8, 8),
-            MEAN,
-            STD,
-            SynthesisConfig(num_iters=100),
-            torch.Generator().manual_seed(0),
-        )
-        fast = synthesize_batch(
-            tiny_teacher,
-            targets,
-            (1, 8, 8),
-            MEAN,
-            STD,
-            SynthesisConfig(num_iters=100, **engine),
-            torch.Generator().manual_seed(0),
-        )
+        plain = _run(tiny_teacher, targets, SynthesisConfig(num_iters=100))
+        fast = _run(tiny_teacher, targets, SynthesisConfig(num_iters=100, **engine))
     assert fast.losses.mean() <= plain.losses.mean() + 0.02  # final loss is measured by the fp32 teacher for both
     assert fast.agreement.float().mean() >= plain.agreement.float().mean() - 0.03
     for k, v in tiny_teacher.state_dict().items():
