@@ -49,9 +49,9 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "paper": Scale("paper", epochs=40, zskd_impressions=None, paper_iters=1500, ours_iters=80,
+    "paper": Scale("paper", epochs=40, zskd_impressions=None, paper_iters=1500, ours_iters=200,
                    sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3),
-    "quick": Scale("quick", epochs=20, zskd_impressions=6000, paper_iters=1500, ours_iters=80,
+    "quick": Scale("quick", epochs=20, zskd_impressions=6000, paper_iters=1500, ours_iters=200,
                    sweep_fractions=(0.01, 0.05, 0.1, 0.2), seeds=3),
     "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3, ours_iters=3,
                   sweep_fractions=(0.0005,), seeds=2, real_train_subset=200),
@@ -105,8 +105,9 @@ ENGINE = {"precision": "bf16", "channels_last": True}
 # min-max rescaled every step, later batches of a (class, beta) row warm-started from the previous one.
 PAPER_SYNTHESIS = {"lr": 0.001, "batch_size": 100, "temperature": 20.0, "minmax_rescale": True, "warm_start": True}
 PAPER_SYNTHESIS.update(ENGINE)
-# Ours: a cosine learning-rate schedule from 0.5 settles the DIs in 80 steps, to a lower loss than 200 steps at 0.05.
-OURS_SYNTHESIS = {"lr": 0.5, "lr_schedule": "cosine", "batch_size": 200, "temperature": 20.0, **ENGINE}
+# Ours: Adam lr 0.05 for 200 steps, clamped to [0, 1]. (Cosine from lr 0.5 for 80 steps reaches a lower DI loss
+# 2.5x sooner, but students distilled on those DIs came out worse: 90.86% against 95.15% in the main job.)
+OURS_SYNTHESIS = {"lr": 0.05, "batch_size": 200, "temperature": 20.0, **ENGINE}
 # The paper augments the transfer set with scaling, translation, rotation and flipping; ours adds blur and contrast.
 PAPER_AUGMENT = {"degrees": 15, "translate": 0.1, "scale": 0.1}
 
