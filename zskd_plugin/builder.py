@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -23,6 +23,7 @@ from .synthesis import SynthesisConfig
 from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_config
 
 _logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["build_impression_dataset", "make_impression_store"]
 
@@ -80,20 +81,24 @@ def make_impression_store(
     )
     if world_size == 1:
         return synthesize_impressions(progress=progress, **kwargs)
-    store, error = None, None
-    try:
-        store = synthesize_impressions(progress=progress and rank == 0, rank=rank, world_size=world_size, **kwargs)
-    except Exception as exc:  # re-raised below, once the other ranks know: nobody waits forever at a barrier
-        error = exc
-    _stop_if_any_rank_failed(error, rank)  # after this, every rank's share is written
-    if rank == 0 and store is not None and not store.is_complete():
-        error = None
-        try:
-            store.finalize()
-        except Exception as exc:
-            error = exc
-    _stop_if_any_rank_failed(error, rank)  # after this, the manifest is written
+    store = _collectively(
+        lambda: synthesize_impressions(progress=progress and rank == 0, rank=rank, world_size=world_size, **kwargs),
+        rank,
+    )  # after this, every rank's share is written
+    _collectively(store.finalize if rank == 0 and not store.is_complete() else None, rank)  # and the manifest
     return synthesize_impressions(progress=False, **kwargs)  # complete by now: only opens it
+
+
+def _collectively(step: Callable[[], T] | None, rank: int) -> T | None:
+    """Run ``step`` on this rank (None: nothing to do here), then tell every rank whether any rank failed."""
+    result, error = None, None
+    if step is not None:
+        try:
+            result = step()
+        except Exception as exc:  # re-raised below, once the other ranks know: nobody waits forever
+            error = exc
+    _stop_if_any_rank_failed(error, rank)
+    return result
 
 
 def _stop_if_any_rank_failed(error: Exception | None, rank: int) -> None:
