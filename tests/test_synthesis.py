@@ -180,13 +180,45 @@ def test_channel_window_lrn_is_torchs_local_response_norm(size, channels):
 
 def test_engine_swaps_lrn_on_a_copy_only():
     from zskd_plugin.models import create_model
-    from zskd_plugin.synthesis import ChannelWindowLRN, TeacherLoss
+    from zskd_plugin.synthesis import ChannelWindowLRN, SynthesisLoss
 
     teacher = create_model("alexnet_cifar_half", num_classes=10).eval()
-    loss_fn = TeacherLoss(teacher, torch.zeros(3), torch.ones(3), SynthesisConfig())
+    loss_fn = SynthesisLoss(teacher, torch.zeros(3), torch.ones(3), SynthesisConfig())
     assert any(isinstance(m, ChannelWindowLRN) for m in loss_fn.model.modules())
     assert any(isinstance(m, nn.LocalResponseNorm) for m in teacher.modules())  # the caller's model is untouched
     x, y = torch.rand(4, 3, 32, 32), torch.full((4, 10), 0.1)
     with torch.no_grad():
         plain = _tempered_ce(teacher(x), y, 20.0)
         torch.testing.assert_close(loss_fn(x, y), plain, atol=1e-5, rtol=1e-5)
+
+
+def test_image_priors_smooth_and_darken_dis_and_keep_the_target(tiny_teacher):
+    from zskd_plugin.synthesis import total_variation
+
+    targets = _targets(tiny_teacher, n_per_class=16)
+    with frozen_teacher(tiny_teacher):
+        plain = _run(tiny_teacher, targets, SynthesisConfig(num_iters=150))
+        priors = _run(tiny_teacher, targets, SynthesisConfig(num_iters=150, tv_weight=1.0, l2_weight=0.1))
+    z2 = lambda images: ((images - MEAN) / STD).pow(2).mean()
+    assert total_variation(priors.images).mean() < 0.8 * total_variation(plain.images).mean()
+    assert z2(priors.images) < 0.8 * z2(plain.images)
+    assert priors.agreement.float().mean() >= 0.85  # the teacher still sees the target class
+    # the reported losses stay the teacher's cross-entropy alone: the same function for both runs
+    with torch.no_grad():
+        ce = _tempered_ce(tiny_teacher((priors.images - MEAN) / STD), targets, 20.0)
+    torch.testing.assert_close(priors.losses, ce, atol=1e-5, rtol=0)
+
+
+def test_total_variation_of_known_images():
+    from zskd_plugin.synthesis import total_variation
+
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    stripes = torch.tensor([0.0, 1.0, 0.0, 1.0]).repeat(4, 1).view(1, 1, 4, 4)  # columns alternate
+    torch.testing.assert_close(total_variation(flat), torch.zeros(1))
+    torch.testing.assert_close(total_variation(stripes), torch.ones(1))  # every horizontal step is 1, vertical 0
+
+
+@pytest.mark.parametrize("field", ["tv_weight", "l2_weight"])
+def test_config_rejects_negative_prior_weights(field):
+    with pytest.raises(ValueError, match=field):
+        SynthesisConfig(**{field: -0.1})

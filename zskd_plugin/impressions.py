@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
-from .synthesis import SynthesisConfig, TeacherLoss, frozen_teacher, module_device, synthesize_batch
+from .synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, module_device, synthesize_batch
 from .teacher import InputConfig, teacher_fingerprint
 
 _logger = logging.getLogger(__name__)
@@ -231,7 +231,8 @@ def _synthesize_missing(
     )
     previous: torch.Tensor | None = None
     with frozen_teacher(teacher), bar:
-        loss_fn = TeacherLoss(teacher, mean, std, config.synthesis)  # once per store: a compiled teacher compiles once
+        # built once per store, so a compiled teacher compiles once
+        loss_fn = SynthesisLoss(teacher, mean, std, config.synthesis)
         for plan in plans:
             if plan.index not in missing:
                 previous = None

@@ -7,6 +7,17 @@ Nayak et al., "Zero-Shot Knowledge Distillation in Deep Networks", ICML 2019 (PM
 
 with the teacher's parameters ``theta`` fixed and ``tau = 20``. Images live in pixel space ``[0, 1]`` and reach the
 teacher through its input normalisation ``(x - mean) / std``.
+
+Optionally (not in the paper) the objective adds two image priors, in the form DeepInversion uses them (Yin et al.,
+"Dreaming to Distill", CVPR 2020, Eq. 3, ``R_prior = a_tv R_TV + a_l2 R_l2``; the total-variation prior goes back to
+Mahendran and Vedaldi, "Understanding Deep Image Representations by Inverting Them", CVPR 2015):
+
+.. math::
+    R_{TV}(x) = \\mathrm{mean}\\,|x_{i+1,j} - x_{i,j}| + \\mathrm{mean}\\,|x_{i,j+1} - x_{i,j}|, \\qquad
+    R_{\\ell_2}(x) = \\mathrm{mean}\\,\\big((x - \\mu)/\\sigma\\big)^2
+
+per image. Without them Data Impressions are saturated textures (three quarters of MNIST DI pixels end exactly at 0
+or 1); with them they are smoother and darker, and students distilled on them generalise better to real images.
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ from torch import Tensor, nn
 __all__ = [
     "SynthesisConfig",
     "SynthesisResult",
-    "TeacherLoss",
+    "SynthesisLoss",
+    "total_variation",
     "frozen_teacher",
     "module_device",
     "synthesize_batch",
@@ -59,6 +71,9 @@ class SynthesisConfig:
         early_stop_every: steps between two convergence checks.
         lr_schedule: ``constant`` (the paper's), or ``cosine``: the learning rate falls from ``lr`` to 0 over
             ``num_iters`` steps, which settles the images in fewer steps.
+        tv_weight: weight of the total-variation prior ``R_TV`` (pixel space) in the objective; 0: the paper's.
+        l2_weight: weight of the ``R_l2`` prior on the normalised input (pulls pixels towards the input mean);
+            0: the paper's.
     """
 
     num_iters: int = 200
@@ -73,6 +88,8 @@ class SynthesisConfig:
     early_stop_tol: float = 0.0
     early_stop_every: int = 10
     lr_schedule: str = "constant"
+    tv_weight: float = 0.0
+    l2_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
@@ -83,9 +100,10 @@ class SynthesisConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"synthesis {name} must be a positive finite number, got {value!r}")
-        tol = self.early_stop_tol
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise ValueError(f"synthesis early_stop_tol must be a finite number >= 0 (0 disables), got {tol!r}")
+        for name in ("early_stop_tol", "tv_weight", "l2_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"synthesis {name} must be a finite number >= 0 (0 disables it), got {value!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"synthesis lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
@@ -103,7 +121,7 @@ class SynthesisResult:
 
     Attributes:
         images: (B, C, H, W) float32 pixel-space images in [0, 1].
-        losses: (B,) final cross-entropy between each target and the teacher's tempered softmax.
+        losses: (B,) final cross-entropy between each target and the teacher's tempered softmax (priors excluded).
         agreement: (B,) bool, teacher argmax equals target argmax.
         steps: (B,) Adam steps each image got (fewer than ``num_iters`` where it stopped early).
     """
@@ -138,6 +156,14 @@ def module_device(module: nn.Module) -> torch.device:
 def _tempered_ce(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
     """Per-sample soft-target cross-entropy ``-sum_k y_k log softmax(z / tau)_k``."""
     return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Per-image anisotropic total variation ``R_TV`` of (B, C, H, W) images: mean absolute difference between
+    vertical neighbours plus that between horizontal neighbours."""
+    return (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)) + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(
+        dim=(1, 2, 3)
+    )
 
 
 class ChannelWindowLRN(nn.Module):
@@ -178,10 +204,10 @@ def _with_fast_lrn(model: nn.Module) -> nn.Module:
     return model
 
 
-class TeacherLoss:
-    """The per-image synthesis loss as the engine runs it: normalise, teacher forward (bf16 autocast,
-    channels-last and ``torch.compile`` as configured; ``nn.LocalResponseNorm`` as :class:`ChannelWindowLRN`),
-    tempered cross-entropy against the targets, in fp32.
+class SynthesisLoss:
+    """The per-image objective as the engine runs it: normalise, teacher forward (bf16 autocast, channels-last and
+    ``torch.compile`` as configured; ``nn.LocalResponseNorm`` as :class:`ChannelWindowLRN`), tempered cross-entropy
+    against the targets in fp32, plus the image priors ``tv_weight * R_TV + l2_weight * R_l2`` when set.
 
     Build it once per store and pass it to every :func:`synthesize_batch` call, so a compiled teacher is compiled
     once. The teacher must be frozen (:func:`frozen_teacher`) while it is used.
@@ -193,6 +219,7 @@ class TeacherLoss:
         self.mean = mean.to(device).view(1, -1, 1, 1)
         self.std = std.to(device).view(1, -1, 1, 1)
         self.temperature = config.temperature
+        self.tv_weight, self.l2_weight = config.tv_weight, config.l2_weight
         self.channels_last = config.channels_last
         self.bf16 = config.precision == "bf16"
         model = _with_fast_lrn(teacher)  # a copy when it swaps anything: the caller's teacher is left as it was
@@ -209,10 +236,15 @@ class TeacherLoss:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(z)
-        return _tempered_ce(logits.float(), targets, self.temperature)
+        loss = _tempered_ce(logits.float(), targets, self.temperature)
+        if self.tv_weight:
+            loss = loss + self.tv_weight * total_variation(x)
+        if self.l2_weight:
+            loss = loss + self.l2_weight * z.float().pow(2).mean(dim=(1, 2, 3))
+        return loss
 
     def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
-        """(B,) losses of pixel-space images ``x`` against (B, K) ``targets``."""
+        """(B,) objective of pixel-space images ``x`` against (B, K) ``targets``."""
         return self._fn(x, targets)
 
 
@@ -225,7 +257,7 @@ def synthesize_batch(
     config: SynthesisConfig,
     generator: torch.Generator,
     init: Tensor | None = None,
-    loss_fn: TeacherLoss | None = None,
+    loss_fn: SynthesisLoss | None = None,
 ) -> SynthesisResult:
     """Optimise one batch of Data Impressions for ``targets``.
 
@@ -251,7 +283,7 @@ def synthesize_batch(
         FloatingPointError: the loss became NaN or Inf.
     """
     device = module_device(teacher)
-    loss_fn = loss_fn or TeacherLoss(teacher, mean, std, config)
+    loss_fn = loss_fn or SynthesisLoss(teacher, mean, std, config)
     batch = targets.shape[0]
     targets = targets.to(device)
     if init is None:
