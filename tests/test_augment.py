@@ -38,7 +38,7 @@ def test_bad_ranges_are_rejected():
     with pytest.raises(ValueError, match="translate"):
         ImpressionAugment(translate=1.5)
     with pytest.raises(ValueError, match="C, H, W"):
-        ImpressionAugment()(torch.rand(2, 1, 8, 8))
+        ImpressionAugment()(torch.rand(8, 8))
 
 
 def test_blur_and_contrast_smooth_and_dim():
@@ -48,3 +48,33 @@ def test_blur_and_contrast_smooth_and_dim():
     tv = lambda im: (im[..., 1:, :] - im[..., :-1, :]).abs().mean()
     assert tv(out) < 0.7 * tv(x)
     assert out.max() <= 1.0 and out.mean() <= x.mean() + 1e-6
+
+
+def test_a_batch_gets_independent_draws_per_image():
+    x = torch.zeros(1, 32, 32)
+    x[:, 12:20, 12:20] = 1.0
+    out = ImpressionAugment(translate=0.2, blur_sigma=2.0, contrast=0.5, generator=torch.Generator().manual_seed(0))(
+        x.expand(16, 1, 32, 32)
+    )
+    assert out.shape == (16, 1, 32, 32) and out.min() >= 0 and out.max() <= 1
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) == 16  # the same image, sixteen different augmentations
+
+
+def test_batch_with_zero_ranges_is_the_identity_and_one_image_matches_its_batch_of_one():
+    x = torch.rand(5, 3, 16, 16)
+    torch.testing.assert_close(ImpressionAugment(degrees=0, translate=0, scale=0)(x), x, atol=1e-6, rtol=0)
+    single = ImpressionAugment(blur_sigma=1.5, contrast=0.5, generator=torch.Generator().manual_seed(4))(x[0])
+    batch = ImpressionAugment(blur_sigma=1.5, contrast=0.5, generator=torch.Generator().manual_seed(4))(x[:1])
+    torch.testing.assert_close(single, batch[0])
+
+
+def test_per_image_blur_is_torchvisions_gaussian_blur():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from zskd_plugin.augment import gaussian_blur_per_image
+
+    x = torch.rand(3, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.3, 1.0, 2.5])
+    expected = torch.stack([gaussian_blur(x[i], [5, 5], [float(sigma[i])] * 2) for i in range(3)])
+    torch.testing.assert_close(gaussian_blur_per_image(x, sigma), expected, atol=1e-6, rtol=0)

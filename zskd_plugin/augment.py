@@ -5,27 +5,47 @@ distilled on Data Impressions augmented by scaling, translation, rotation and fl
 augmented image, so any transform is label-safe.
 
 One bilinear warp per image (``affine_grid`` + ``grid_sample``), zero fill, then optional Gaussian blur and
-contrast reduction. Unregularised Data Impressions are saturated, high-contrast textures; blurring and dimming them
-moves the transfer set towards natural images. Measured here on real MNIST (LeNet-5 -> LeNet-5-half, 6,000 Data
-Impressions, batch 64, Adam 1e-3, test accuracy after 10 / 20 epochs): warp only 80.1 / 81.9%; warp + blur
-(sigma up to 2) + contrast (down to 0.2) 84.8 / 88.0%; ``torchvision.transforms.RandomAffine`` of the same ranges
-(nearest-neighbour resampling) 66.2% after 10 epochs, and several times slower per image.
+contrast reduction. It takes one (C, H, W) image or a (B, C, H, W) batch, with independent draws per image either
+way; on a batch it runs as a few batched kernels, which the Data Impression dataset's ``batch_transform`` uses
+(2 CPU cores, 1x32x32, the MNIST configs' settings: about 16,000 images/s on a batch of 4,096 against 6,500 with
+one call per image).
+
+Unregularised Data Impressions are saturated, high-contrast textures; blurring and dimming them moves the transfer
+set towards natural images. Measured here on real MNIST (LeNet-5 -> LeNet-5-half, 6,000 Data Impressions, batch 64,
+Adam 1e-3, test accuracy after 10 / 20 epochs): warp only 80.1 / 81.9%; warp + blur (sigma up to 2) + contrast
+(down to 0.2) 84.8 / 88.0%; ``torchvision.transforms.RandomAffine`` of the same ranges (nearest-neighbour
+resampling) 66.2% after 10 epochs, and several times slower per image.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import gaussian_blur
 
-__all__ = ["ImpressionAugment"]
+__all__ = ["ImpressionAugment", "gaussian_blur_per_image"]
+
+
+def gaussian_blur_per_image(images: Tensor, sigma: Tensor, kernel_size: int = 5) -> Tensor:
+    """Blur each image of a (B, C, H, W) batch with its own Gaussian ``sigma[b]`` (reflect padding, separable
+    ``kernel_size`` kernel): what ``torchvision.transforms.functional.gaussian_blur`` does to one image, for a batch
+    in two grouped convolutions."""
+    b, c, h, w = images.shape
+    offsets = torch.arange(kernel_size, dtype=images.dtype, device=images.device) - (kernel_size - 1) / 2
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma.to(images)[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, k), one per channel
+    pad = kernel_size // 2
+    out = images.reshape(1, b * c, h, w)
+    out = F.conv2d(F.pad(out, (pad, pad, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=b * c)
+    out = F.conv2d(F.pad(out, (0, 0, pad, pad), mode="reflect"), kernel[:, None, :, None], groups=b * c)
+    return out.reshape(b, c, h, w)
 
 
 class ImpressionAugment:
-    """Random rotation, scaling, translation and horizontal flip of one (C, H, W) pixel-space image.
+    """Random rotation, scaling, translation and horizontal flip of pixel-space images, then optional blur and
+    contrast reduction.
+
+    Takes one (C, H, W) image or a (B, C, H, W) batch; every image gets its own draws.
 
     Args:
         degrees: rotation drawn uniformly from [-degrees, degrees].
@@ -38,8 +58,8 @@ class ImpressionAugment:
 
     Example:
         >>> aug = ImpressionAugment(degrees=15, translate=0.1, scale=0.1)
-        >>> aug(torch.rand(1, 32, 32)).shape
-        torch.Size([1, 32, 32])
+        >>> aug(torch.rand(1, 32, 32)).shape, aug(torch.rand(8, 1, 32, 32)).shape
+        (torch.Size([1, 32, 32]), torch.Size([8, 1, 32, 32]))
     """
 
     def __init__(
@@ -74,27 +94,29 @@ class ImpressionAugment:
         self.blur_sigma, self.contrast = float(blur_sigma), float(contrast)
         self.generator = generator
 
-    def _uniform(self, bound: float) -> float:
-        return (torch.rand((), generator=self.generator).item() * 2 - 1) * bound
+    def _uniform(self, n: int, bound: float) -> Tensor:
+        """``n`` draws from U[-bound, bound]."""
+        return (torch.rand(n, generator=self.generator) * 2 - 1) * bound
 
-    def __call__(self, image: Tensor) -> Tensor:
-        if image.dim() != 3:
-            raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
-        angle = math.radians(self._uniform(self.degrees))
-        zoom = 1.0 + self._uniform(self.scale)
-        flip = -1.0 if torch.rand((), generator=self.generator).item() < self.hflip else 1.0
+    def __call__(self, images: Tensor) -> Tensor:
+        if images.dim() not in (3, 4):
+            raise ValueError(f"expected a (C, H, W) image or a (B, C, H, W) batch, got shape {tuple(images.shape)}")
+        batch = images if images.dim() == 4 else images.unsqueeze(0)
+        n = batch.shape[0]
+        angle = torch.deg2rad(self._uniform(n, self.degrees))
+        zoom = 1.0 + self._uniform(n, self.scale)
+        flip = torch.where(torch.rand(n, generator=self.generator) < self.hflip, -1.0, 1.0)
         # affine_grid maps output to input coordinates in [-1, 1] (width 2): shift by 2 * translate.
-        tx, ty = 2 * self._uniform(self.translate), 2 * self._uniform(self.translate)
-        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-        theta = torch.tensor([[[flip * cos, -sin, tx], [flip * sin, cos, ty]]], dtype=image.dtype)
-        grid = F.affine_grid(theta, [1, *image.shape], align_corners=False)
-        out = F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+        tx, ty = 2 * self._uniform(n, self.translate), 2 * self._uniform(n, self.translate)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([flip * cos, -sin, tx], 1), torch.stack([flip * sin, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta.to(batch), list(batch.shape), align_corners=False)
+        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if self.blur_sigma > 0:
-            sigma = max(abs(self._uniform(self.blur_sigma)), 1e-3)
-            out = gaussian_blur(out, [5, 5], [sigma, sigma])
+            out = gaussian_blur_per_image(out, self._uniform(n, self.blur_sigma).abs().clamp_min(1e-3))
         if self.contrast > 0:
-            out = out * (1.0 - abs(self._uniform(self.contrast)))
-        return out
+            out = out * (1.0 - self._uniform(n, self.contrast).abs()).to(out).view(n, 1, 1, 1)
+        return out if images.dim() == 4 else out[0]
 
     def __repr__(self) -> str:
         return (

@@ -127,6 +127,7 @@ def build_impression_dataset(
     val_fraction: float = 0.0,
     label_mode: str | None = None,
     transform: Callable[[Tensor], Tensor] | None = None,
+    batch_transform: Callable[[Tensor], Tensor] | None = None,
     device: str = "auto",
     progress: bool = True,
     resolver: ModelResolver | None = None,
@@ -144,7 +145,9 @@ def build_impression_dataset(
         split: ``train`` (all but the held-out part), ``val`` (the held-out part) or ``all``.
         val_fraction: share of the impressions held out for model selection.
         label_mode: ``soft`` or ``argmax``; default ``soft`` for train/all and ``argmax`` for val.
-        transform: per-image transform (augmentation and the teacher's ``Normalize``; no ``ToTensor``).
+        transform: per-image transform (e.g. the teacher's ``Normalize``; no ``ToTensor``).
+        batch_transform: transform run on (B, C, H, W) batches of images, before ``transform``: augmentation and
+            ``Normalize`` at a fraction of the per-image cost (see :class:`~zskd_plugin.dataset.DataImpressionDataset`).
         device: where synthesis runs (``auto``: CUDA when available).
         progress: show a progress bar while synthesising.
         resolver: extra model registry for the teacher lookup.
@@ -165,4 +168,11 @@ def build_impression_dataset(
     _logger.info(
         "Data Impression dataset: %d items (split %s, labels %s) from %s", len(data.images), split, mode, store.path
     )
-    return DataImpressionDataset(data.images, data.targets, transform=transform, label_mode=mode, store_path=store.path)
+    return DataImpressionDataset(
+        data.images,
+        data.targets,
+        transform=transform,
+        label_mode=mode,
+        store_path=store.path,
+        batch_transform=batch_transform,
+    )

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 __all__ = ["DataImpressionDataset", "split_indices"]
 
 LABEL_MODES = ("soft", "argmax")
+_REFRESH_CHUNK = 4096  # images per batch_transform call: bounds the transform's temporary memory
 
 
 def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -31,14 +32,26 @@ def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tenso
 class DataImpressionDataset(Dataset):
     """Data Impressions as a map-style dataset.
 
+    Two ways to transform images, usable together (``batch_transform`` first):
+
+    * ``transform`` runs on one image each time an item is read, as in any torchvision dataset;
+    * ``batch_transform`` runs on many images at once: the dataset keeps a transformed copy of every image and
+      serves each copy once; reading an item whose copy was already served first re-transforms, in one batched
+      call, every image whose copy was served. With a sampler that visits each item once per epoch that is one
+      batched call per epoch, and every read still gets fresh random draws. It must accept a (B, C, H, W) batch
+      and draw independently per image (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's
+      ``Normalize`` accepts batches too).
+
     Args:
         images: (N, C, H, W) float32 pixel-space images in [0, 1].
         targets: (N, K) soft targets the images were optimised for.
-        transform: applied to each image tensor (e.g. augmentation, then ``Normalize`` with the teacher's statistics;
-            no ``ToTensor``: items are already tensors).
+        transform: applied to each image tensor (e.g. ``Normalize`` with the teacher's statistics; no ``ToTensor``:
+            items are already tensors).
         label_mode: ``soft`` yields the (K,) soft target (for the ZSKD loss); ``argmax`` yields its class index as
             an int (for torchdistill's accuracy on a held-out split).
         store_path: the store the items were read from, for reference.
+        batch_transform: applied to (B, C, H, W) batches of images, as described above (e.g. augmentation, then
+            ``Normalize``).
     """
 
     def __init__(
@@ -48,6 +61,7 @@ class DataImpressionDataset(Dataset):
         transform: Callable[[Tensor], Tensor] | None = None,
         label_mode: str = "soft",
         store_path: Path | None = None,
+        batch_transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if images.shape[0] != targets.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} targets")
@@ -56,14 +70,33 @@ class DataImpressionDataset(Dataset):
         self.images = images
         self.targets = targets
         self.transform = transform
+        self.batch_transform = batch_transform
         self.label_mode = label_mode
         self.store_path = store_path
+        self._transformed: Tensor | None = None  # batch_transform's copy of every image
+        self._served = torch.ones(images.shape[0], dtype=torch.bool)  # copies already handed out (or never made)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def _refresh(self) -> None:
+        """Re-transform, in batches, every image whose transformed copy was already served."""
+        index = self._served.nonzero().squeeze(1)
+        chunks = [self.batch_transform(self.images[i]) for i in index.split(_REFRESH_CHUNK)]
+        fresh = torch.cat(chunks)
+        if self._transformed is None:
+            self._transformed = torch.empty((len(self), *fresh.shape[1:]), dtype=fresh.dtype)
+        self._transformed[index] = fresh
+        self._served[index] = False
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor | int]:
-        image = self.images[index]
+        if self.batch_transform is None:
+            image = self.images[index]
+        else:
+            if self._served[index]:
+                self._refresh()
+            image = self._transformed[index].clone()  # a later refresh rewrites this row in place
+            self._served[index] = True
         if self.transform is not None:
             image = self.transform(image)
         target = self.targets[index]

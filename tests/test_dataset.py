@@ -1,0 +1,61 @@
+"""DataImpressionDataset: per-image and batched transforms."""
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from zskd_plugin.dataset import DataImpressionDataset
+
+
+class CountingNoise:
+    """A batch transform that adds small noise and records the size of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls.append(batch.shape[0])
+        return batch + 0.01 * torch.rand_like(batch)
+
+
+def _dataset(n: int = 10, **kwargs) -> DataImpressionDataset:
+    images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous()  # image i is i
+    targets = torch.nn.functional.one_hot(torch.arange(n) % 3, 3).float()
+    return DataImpressionDataset(images, targets, **kwargs)
+
+
+def test_batch_transform_runs_once_per_epoch_and_every_read_is_fresh():
+    noise = CountingNoise()
+    ds = _dataset(batch_transform=noise)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
+    first = {i: ds[i][0] for i in order}
+    assert noise.calls == [10]  # one batched call made the whole epoch
+    second = {i: ds[i][0] for i in reversed(order)}
+    assert noise.calls == [10, 10]
+    for i in range(10):
+        assert (first[i] - i).abs().max() < 0.011 and (second[i] - i).abs().max() < 0.011  # image i, transformed
+        assert not torch.equal(first[i], second[i])  # a new draw each epoch
+
+
+def test_reading_an_item_twice_refreshes_only_what_was_served():
+    noise = CountingNoise()
+    ds = _dataset(batch_transform=noise)
+    a, b, c = ds[3][0], ds[3][0], ds[4][0]
+    assert noise.calls == [10, 1] and not torch.equal(a, b) and (c - 4).abs().max() < 0.011
+
+
+def test_batch_transform_then_per_item_transform_through_a_data_loader():
+    ds = _dataset(n=64, batch_transform=CountingNoise(), transform=lambda image: image * 2)
+    loader = DataLoader(ds, sampler=RandomSampler(ds), batch_size=16)
+    for _ in range(3):  # epochs
+        seen = []
+        for images, targets in loader:
+            assert images.shape == (16, 1, 4, 4) and targets.shape == (16, 3)
+            seen += (images[:, 0, 0, 0] / 2).round().long().tolist()
+        assert sorted(seen) == list(range(64))
+    assert ds.batch_transform.calls == [64, 64, 64]
+
+
+def test_without_batch_transform_items_are_the_stored_images():
+    ds = _dataset(label_mode="argmax")
+    image, label = ds[5]
+    assert torch.equal(image, torch.full((1, 4, 4), 5.0)) and label == 2
