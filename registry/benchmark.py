@@ -5,7 +5,10 @@ settings (epochs, Data Impression count, synthesis and augmentation, seed) writt
 so each row's figure comes with the exact command that reproduces it. Rows already measured with the same config
 are reused, so an interrupted suite resumes.
 
-All student rows share the teacher, the student architecture, the optimiser, the schedule and the number of epochs.
+All student rows share the teacher, the student architecture, the optimiser, the learning-rate schedule, the batch
+size (the ZSKD config's) and the distillation budget: the number of training images seen. The ZSKD rows train for the
+scale's epochs on their DIs; a row with another training-set size (real data, fewer DIs) trains for as many epochs as
+see the same number of images.
 The reported accuracy is the real test set's at the last epoch (no model selection at all); the test accuracy of
 the checkpoint chosen on the held-out split is recorded beside it.
 """
@@ -39,22 +42,25 @@ class Scale:
     """How big a run is. ``paper`` is the paper's DI count; the others shrink it to fit a CPU or a test."""
 
     name: str
-    epochs: int  # every student row (the teacher keeps its config's epochs)
-    zskd_impressions: int | None  # None: the suite's paper DI count
+    epochs: int  # of the ZSKD rows; other student rows see as many images (the teacher keeps its config's epochs)
+    zskd_impressions: int | None  # ours and noise rows; None: the suite's paper DI count
     paper_iters: int  # synthesis steps of the paper-settings row (the release: 1500)
-    ours_iters: int
     sweep_fractions: tuple[float, ...]  # of the real training set, for the DI-count sweep
     seeds: int
     real_train_subset: int | None = None  # real-data rows train on this many images (tests only)
+    ours_iters: int | None = None  # synthesis steps of our rows (None: the ZSKD config's own; tests shrink it)
+    paper_impressions: int | None = None  # DIs of the paper-settings row (None: as zskd_impressions)
 
 
 SCALES: dict[str, Scale] = {
-    "paper": Scale("paper", epochs=40, zskd_impressions=None, paper_iters=1500, ours_iters=200,
+    "paper": Scale("paper", epochs=200, zskd_impressions=None, paper_iters=1500,
                    sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3),
-    "quick": Scale("quick", epochs=20, zskd_impressions=6000, paper_iters=1500, ours_iters=200,
-                   sweep_fractions=(0.01, 0.05, 0.1, 0.2), seeds=3),
-    "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3, ours_iters=3,
-                  sweep_fractions=(0.0005,), seeds=2, real_train_subset=200),
+    # quick: our rows at the paper's DI count; the paper-settings row (1,500 steps per DI, ~90 ms per DI on 2 CPU
+    # cores) at a quarter of it, trained for the same number of images.
+    "quick": Scale("quick", epochs=120, zskd_impressions=None, paper_iters=1500,
+                   sweep_fractions=(0.01, 0.05, 0.2), seeds=3, paper_impressions=6000),
+    "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3,
+                  sweep_fractions=(0.0005,), seeds=2, real_train_subset=200, ours_iters=3),
 }  # fmt: skip
 
 
@@ -68,7 +74,7 @@ class Suite:
     student_key: str
     zskd: str
     methods: tuple[tuple[str, str, str], ...]  # (row, label, config) of the real-data KD rows
-    real_train_size: int
+    real_train_size: int  # the real training set's size, for the DI-count sweep's fractions
     paper_impressions: int
     paper: dict[str, float] = field(default_factory=dict)
     flip: bool = True  # the paper-settings row flips images horizontally (not for digits)
@@ -105,9 +111,8 @@ ENGINE = {"precision": "bf16", "channels_last": True}
 # min-max rescaled every step, later batches of a (class, beta) row warm-started from the previous one.
 PAPER_SYNTHESIS = {"lr": 0.001, "batch_size": 100, "temperature": 20.0, "minmax_rescale": True, "warm_start": True}
 PAPER_SYNTHESIS.update(ENGINE)
-# Ours: Adam lr 0.05 for 200 steps, clamped to [0, 1]. (Cosine from lr 0.5 for 80 steps reaches a lower DI loss
-# 2.5x sooner, but students distilled on those DIs came out worse: 90.86% against 95.15% in the main job.)
-OURS_SYNTHESIS = {"lr": 0.05, "batch_size": 200, "temperature": 20.0, **ENGINE}
+# Ours is the shipped ZSKD config itself (its synthesis, image priors and augmentation); the rows only set the DI
+# count and the seed.
 # The paper augments the transfer set with scaling, translation, rotation and flipping; ours adds blur and contrast.
 PAPER_AUGMENT = {"degrees": 15, "translate": 0.1, "scale": 0.1}
 
@@ -141,6 +146,26 @@ def _set_dst(tree: dict[str, Any], path: str) -> None:
     (models.get("student_model") or models["model"])["dst_ckpt"] = path
 
 
+def _set_shared_training(tree: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Give a student row the ZSKD config's optimiser, scheduler and training batch size."""
+    train = tree["train"]
+    train["optimizer"] = json.loads(json.dumps(shared["optimizer"]))  # plain data; a copy per row
+    train["scheduler"] = json.loads(json.dumps(shared["scheduler"]))
+    train["train_data_loader"]["kwargs"]["batch_size"] = shared["batch_size"]
+
+
+def _train_size(tree: dict[str, Any]) -> int:
+    """Images per epoch of a row: its DIs less the held-out split, or the first length of its real-data split."""
+    impressions = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
+    train = [kw for kw in impressions if kw.get("split", "train") == "train"]
+    if train:
+        return max(1, round(train[0]["num_impressions"] * (1.0 - float(train[0].get("val_fraction", 0.0)))))
+    splits = list(find_calls(tree, "split_dataset"))
+    if splits:
+        return int(splits[0]["init"]["kwargs"]["lengths"][0])
+    raise ValueError("cannot tell the training-set size: no data_impression_dataset and no split_dataset")
+
+
 def _impressions(tree: dict[str, Any]) -> list[dict[str, Any]]:
     found = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
     if not found:
@@ -157,11 +182,20 @@ def _set_augment(tree: dict[str, Any], settings: dict[str, float] | None) -> Non
 
 
 def _zskd_edit(
-    num_impressions: int, seed: int, synthesis: dict[str, Any], augment: dict[str, float] | None
+    num_impressions: int,
+    seed: int,
+    synthesis: dict[str, Any],
+    augment: dict[str, float] | None,
+    replace_synthesis: bool = False,
 ) -> Callable[[dict[str, Any]], None]:
+    """Set the DI count and seed; ``synthesis`` replaces the config's settings (``replace_synthesis``) or updates
+    them; ``augment`` replaces the ImpressionAugment settings (None keeps the config's)."""
+
     def edit(tree: dict[str, Any]) -> None:
-        shared = dict(synthesis)  # one object for train and val, so they stay one store
-        for kwargs in _impressions(tree):
+        found = _impressions(tree)
+        base = {} if replace_synthesis else dict(found[0].get("synthesis") or {})
+        shared = {**base, **synthesis}  # one object for train and val, so they stay one store
+        for kwargs in found:
             kwargs.update(num_impressions=num_impressions, seed=seed, synthesis=shared)
         _set_augment(tree, augment)
 
@@ -185,6 +219,7 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     """The suite's runs at this scale, teacher first."""
     d = Path(configs_root) / suite.config_dir
     n_zskd = scale.zskd_impressions or suite.paper_impressions
+    n_paper = scale.paper_impressions or n_zskd
     subset = _subset_edit(scale.real_train_subset)
 
     def student_ce(tree: dict[str, Any]) -> None:
@@ -199,14 +234,15 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     zskd = str(d / suite.zskd)
     paper_syn = dict(PAPER_SYNTHESIS, num_iters=scale.paper_iters)
     paper_aug = dict(PAPER_AUGMENT, hflip=0.5) if suite.flip else PAPER_AUGMENT
-    ours_syn = dict(OURS_SYNTHESIS, num_iters=scale.ours_iters)
-    noise_syn = dict(OURS_SYNTHESIS, num_iters=0)
+    ours_syn = {} if scale.ours_iters is None else {"num_iters": scale.ours_iters}
+    noise_syn = {"num_iters": 0}
     for seed in range(scale.seeds):
         rows += [
-            RowPlan("zskd-paper", "ZSKD, the paper's synthesis settings", zskd, seed,
-                    _zskd_edit(n_zskd, seed, paper_syn, paper_aug), n_zskd),
-            RowPlan("zskd-ours", "ZSKD, our settings", zskd, seed, _zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
-            RowPlan("noise", "the same distillation on unoptimised uniform noise", zskd, seed,
+            RowPlan("zskd-paper", f"ZSKD, the paper's synthesis settings, {n_paper} DIs", zskd, seed,
+                    _zskd_edit(n_paper, seed, paper_syn, paper_aug, replace_synthesis=True), n_paper),
+            RowPlan("zskd-ours", f"ZSKD, our settings, {n_zskd} DIs", zskd, seed,
+                    _zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
+            RowPlan("noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
                     _zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
         ]  # fmt: skip
     for fraction in scale.sweep_fractions:
@@ -226,15 +262,37 @@ def _redirect_teacher(tree: dict[str, Any], old: str, new: str) -> None:
                 node[key] = new
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """What every student row shares: images seen in training, and the ZSKD config's optimisation settings."""
+
+    images: int
+    training: dict[str, Any]
+
+
+def _budget(plans: list[RowPlan], scale: Scale) -> _Budget:
+    ours = next(p for p in plans if p.row == "zskd-ours")
+    tree = load_config_tree(ours.template)
+    ours.edit(tree)
+    train = tree["train"]
+    training = {
+        "optimizer": train["optimizer"],
+        "scheduler": train.get("scheduler"),
+        "batch_size": train["train_data_loader"]["kwargs"]["batch_size"],
+    }
+    return _Budget(scale.epochs * _train_size(tree), training)
+
+
 def _row_config(
-    plan: RowPlan, scale: Scale, out_dir: Path, command_prefix: str, teacher_ckpt: tuple[str, str]
+    plan: RowPlan, scale: Scale, out_dir: Path, command_prefix: str, teacher_ckpt: tuple[str, str], budget: _Budget
 ) -> tuple[Path, str]:
     tree = load_config_tree(plan.template)
     _redirect_teacher(tree, *teacher_ckpt)
-    if plan.row != "teacher":
-        _set_epochs(tree, scale.epochs)
-        _set_dst(tree, f"./resource/ckpt/benchmark/{out_dir.name}/{plan.name}.pt")
     plan.edit(tree)
+    if plan.row != "teacher":
+        _set_shared_training(tree, budget.training)
+        _set_epochs(tree, max(1, round(budget.images / _train_size(tree))))
+        _set_dst(tree, f"./resource/ckpt/benchmark/{out_dir.name}/{plan.name}.pt")
     path = out_dir / "configs" / f"{plan.name}.yaml"
     command = f"{command_prefix} --config {path} --seed {plan.seed}"
     header = f"{plan.label} ({scale.name} scale). Derived from {plan.template} by `zskd benchmark`.\nRun: {command}"
@@ -282,10 +340,11 @@ def run_suite(
         raise ValueError(f"unknown row(s) {sorted(set(only) - known)}; rows are {sorted(known)}")
     shipped_teacher = load_config_tree(plans[0].template)["models"]["model"]["dst_ckpt"]
     teacher_ckpt = Path(f"./resource/ckpt/benchmark/{stem}/teacher.pt")  # each suite and scale trains its own
+    budget = _budget(plans, scale)
     results: list[dict[str, Any]] = []
     for plan in plans:
         config_path, command = _row_config(
-            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}")
+            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget
         )
         row_file = out_dir / "rows" / f"{plan.name}.json"
         digest = _digest(config_path)
@@ -351,15 +410,19 @@ def _report(suite: Suite, scale: Scale, results: list[dict[str, Any]]) -> dict[s
         entry["wall_seconds"] = round(sum(r["wall_seconds"] for r in entry["runs"]), 1)
         entry["paper"] = suite.paper.get(row)
     sweep = sorted(
-        [(r["num_impressions"], r["test_acc_last"]) for r in results if r["row"] == "zskd-sweep"]
-        + [(r["num_impressions"], r["test_acc_last"]) for r in results if r["row"] == "zskd-ours" and r["seed"] == 0]
+        (r["num_impressions"], r["test_acc_last"], r["epochs"])
+        for r in results
+        if r["row"] == "zskd-sweep" or (r["row"] == "zskd-ours" and r["seed"] == 0)
     )
     return {
         "suite": suite.name,
         "scale": dataclasses.asdict(scale),
         "metric": "real test-set accuracy (%) at the last epoch; mean and sample std over seeds",
         "rows": table,
-        "sweep": [{"num_impressions": n, "test_acc_last": a, "fraction": n / suite.real_train_size} for n, a in sweep],
+        "sweep": [
+            {"num_impressions": n, "test_acc_last": a, "epochs": e, "fraction": n / suite.real_train_size}
+            for n, a, e in sweep
+        ],
         "runs": results,
     }
 
@@ -375,24 +438,27 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# ZSKD benchmark: {report['suite']} ({scale['name']} scale)",
         "",
-        f"Real test-set accuracy (%) at the last epoch ({scale['epochs']} epochs for every student row); mean ± sample "
-        "std over seeds. `best-val` is the test accuracy of the epoch chosen on the held-out split. Paper: Nayak et al."
-        " 2019, Table 1 (their figures select the epoch on the test set).",
+        f"Real test-set accuracy (%) at the last epoch; mean ± sample std over seeds. Every student row sees the same "
+        f"number of training images ({scale['epochs']} epochs of the ZSKD rows' DIs) with the same optimiser, "
+        "schedule and batch size. `best-val` is the test accuracy of the epoch chosen on the held-out split. Paper: "
+        "Nayak et al. 2019, Table 1 (their figures select the epoch on the test set).",
         "",
-        "| row | what | accuracy | best-val | paper | wall time (s, all seeds) | command (first seed) |",
-        "|---|---|---|---|---|---|---|",
+        "| row | what | epochs | accuracy | best-val | paper | wall time (s, all seeds) | command (first seed) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row, entry in report["rows"].items():
         paper = "" if entry["paper"] is None else f"{entry['paper']:.2f}"
         lines.append(
-            f"| {row} | {entry['label']} | {_fmt(entry['test_acc_last'])} | {_fmt(entry['test_acc_best_val'])} | "
+            f"| {row} | {entry['label']} | {entry['runs'][0]['epochs']} | {_fmt(entry['test_acc_last'])} | "
+            f"{_fmt(entry['test_acc_best_val'])} | "
             f"{paper} | {entry['wall_seconds']:.0f} | `{entry['runs'][0]['command']}` |"
         )
     if report["sweep"]:
         lines += ["", "## Accuracy against Data Impression count (seed 0)", ""]
-        lines += ["| DIs | share of the real training set | accuracy |", "|---|---|---|"]
+        lines += ["| DIs | share of the real training set | epochs | accuracy |", "|---|---|---|---|"]
         lines += [
-            f"| {p['num_impressions']} | {p['fraction']:.1%} | {p['test_acc_last']:.2f} |" for p in report["sweep"]
+            f"| {p['num_impressions']} | {p['fraction']:.1%} | {p['epochs']} | {p['test_acc_last']:.2f} |"
+            for p in report["sweep"]
         ]
     return "\n".join(lines) + "\n"
 

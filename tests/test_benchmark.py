@@ -32,6 +32,24 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
 
 
+def test_every_student_row_sees_the_same_images_with_the_same_optimiser(tmp_path: Path):
+    scale = benchmark.SCALES["quick"]
+    plans = benchmark.plan_rows(benchmark.SUITES["mnist"], scale, REPO)
+    budget = benchmark._budget(plans, scale)
+    assert budget.images == scale.epochs * 21600  # 24,000 DIs less the held-out 10%
+    seen = {}
+    for plan in plans[1:]:  # the teacher keeps its own config
+        path, _ = benchmark._row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
+        train = load_config_tree(path)["train"]
+        assert train["optimizer"] == {"key": "Adam", "kwargs": {"lr": 0.004}}
+        assert train["train_data_loader"]["kwargs"]["batch_size"] == 256
+        assert train["scheduler"]["kwargs"]["T_max"] == train["num_epochs"]
+        seen[plan.name] = train["num_epochs"]
+    assert seen["kd-seed0"] == round(budget.images / 55000)  # the real split's training part
+    assert seen["zskd-ours-seed0"] == scale.epochs and seen["zskd-paper-seed0"] == 4 * scale.epochs  # 6,000 DIs
+    assert seen["zskd-sweep-n600-seed0"] == 40 * scale.epochs
+
+
 def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypatch, mnist_root: Path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").symlink_to(mnist_root.resolve())
