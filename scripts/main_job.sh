@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # README command 1: on a fresh machine, install, prepare real MNIST, train the LeNet-5 teacher, synthesise Data
 # Impressions, distil LeNet-5-half on them alone, and print teacher and student accuracy on the real MNIST test set.
-#   bash scripts/main_job.sh                 quick default (6,000 Data Impressions; see README for timings)
-#   bash scripts/main_job.sh --paper-scale   the paper's 24,000 Data Impressions
+#   bash scripts/main_job.sh                 quick default: 24,000 Data Impressions, 200 epochs (see README for timings)
+#   bash scripts/main_job.sh --full          the full config: the same DIs, 320 epochs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZSKD_CONFIG=yaml_configs/mnist/zskd-lenet5_half_from_lenet5-quick.yaml
 case "${1:-}" in
     "") ;;
-    --paper-scale) ZSKD_CONFIG=yaml_configs/mnist/zskd-lenet5_half_from_lenet5.yaml ;;
-    *) echo "usage: bash scripts/main_job.sh [--paper-scale]" >&2; exit 2 ;;
+    --full) ZSKD_CONFIG=yaml_configs/mnist/zskd-lenet5_half_from_lenet5.yaml ;;
+    *) echo "usage: bash scripts/main_job.sh [--full]" >&2; exit 2 ;;
 esac
 OUT=results/main_job
 mkdir -p "$OUT"

@@ -22,7 +22,7 @@ def test_zskd_student_learns_real_digits_from_data_impressions_alone(tmp_path, m
         r"num_iters: \d+": "num_iters: 30",
         r"num_epochs: \d+": "num_epochs: 20",
         r"T_max: \d+": "T_max: 20",
-        r"batch_size: 64,": "batch_size: 32,",
+        r"batch_size: 256,": "batch_size: 64,",
     }
     zskd_cfg = shrink_config(MNIST / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
     result = run_pipeline(zskd_cfg, seed=0, progress=False)
