@@ -15,6 +15,7 @@ the checkpoint chosen on the held-out split is recorded beside it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -149,8 +150,8 @@ def _set_dst(tree: dict[str, Any], path: str) -> None:
 def _set_shared_training(tree: dict[str, Any], shared: dict[str, Any]) -> None:
     """Give a student row the ZSKD config's optimiser, scheduler and training batch size."""
     train = tree["train"]
-    train["optimizer"] = json.loads(json.dumps(shared["optimizer"]))  # plain data; a copy per row
-    train["scheduler"] = json.loads(json.dumps(shared["scheduler"]))
+    train["optimizer"] = copy.deepcopy(shared["optimizer"])  # a copy per row: _set_epochs edits the scheduler
+    train["scheduler"] = copy.deepcopy(shared["scheduler"])
     train["train_data_loader"]["kwargs"]["batch_size"] = shared["batch_size"]
 
 
