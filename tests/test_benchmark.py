@@ -32,11 +32,14 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
 
 
-def test_every_student_row_sees_the_same_images_with_the_same_optimiser(tmp_path: Path):
+@pytest.mark.parametrize(("suite", "train_dis", "ours_epochs"), [("mnist", 21600, 120), ("fashion-mnist", 43200, 60)])
+def test_every_student_row_sees_the_same_images_with_the_same_optimiser(
+    tmp_path: Path, suite: str, train_dis: int, ours_epochs: int
+):
     scale = benchmark.SCALES["quick"]
-    plans = benchmark.plan_rows(benchmark.SUITES["mnist"], scale, REPO)
+    plans = benchmark.plan_rows(benchmark.SUITES[suite], scale, REPO)
     budget = benchmark._budget(plans, scale)
-    assert budget.images == scale.epochs * 21600  # 24,000 DIs less the held-out 10%
+    assert budget.images == 2_592_000 == ours_epochs * train_dis  # the paper's DI count less the held-out 10%
     seen = {}
     for plan in plans[1:]:  # the teacher keeps its own config
         path, _ = benchmark._row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
@@ -46,8 +49,9 @@ def test_every_student_row_sees_the_same_images_with_the_same_optimiser(tmp_path
         assert train["scheduler"]["kwargs"]["T_max"] == train["num_epochs"]
         seen[plan.name] = train["num_epochs"]
     assert seen["kd-seed0"] == round(budget.images / 55000)  # the real split's training part
-    assert seen["zskd-ours-seed0"] == scale.epochs and seen["zskd-paper-seed0"] == 4 * scale.epochs  # 6,000 DIs
-    assert seen["zskd-sweep-n600-seed0"] == 40 * scale.epochs
+    assert seen["zskd-ours-seed0"] == ours_epochs
+    assert seen["zskd-paper-seed0"] == round(budget.images / 5400)  # 6,000 DIs less the held-out 10%
+    assert seen["zskd-sweep-n600-seed0"] == round(budget.images / 540)
 
 
 def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypatch, mnist_root: Path):
