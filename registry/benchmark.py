@@ -43,8 +43,7 @@ class Scale:
     """How big a run is. ``paper`` is the paper's DI count; the others shrink it to fit a CPU or a test."""
 
     name: str
-    epochs: int  # of the ZSKD rows, unless ``images`` is set; other student rows see as many images (the teacher
-    # keeps its config's epochs)
+    epochs: int | None  # of the ZSKD rows; other student rows see as many images (the teacher keeps its config's)
     zskd_impressions: int | None  # ours and noise rows; None: the suite's paper DI count
     paper_iters: int  # synthesis steps of the paper-settings row (the release: 1500)
     sweep_fractions: tuple[float, ...]  # of the real training set, for the DI-count sweep
@@ -54,6 +53,10 @@ class Scale:
     paper_impressions: int | None = None  # DIs of the paper-settings row (None: as zskd_impressions)
     images: int | None = None  # training images every student row sees (None: ``epochs`` of the ZSKD rows' DIs)
 
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.images is None):
+            raise ValueError(f"scale {self.name!r}: set exactly one of epochs and images")
+
 
 SCALES: dict[str, Scale] = {
     "paper": Scale("paper", epochs=200, zskd_impressions=None, paper_iters=1500,
@@ -61,7 +64,7 @@ SCALES: dict[str, Scale] = {
     # quick: our rows at the paper's DI count; the paper-settings row (1,500 steps per DI, ~90 ms per DI on 2 CPU
     # cores) at 6,000 DIs. Every student row of every suite sees 2,592,000 training images: 120 epochs of MNIST's
     # 21,600 training DIs, 60 of Fashion-MNIST's 43,200 (keeps a suite within ~2 hours on 2 CPU cores).
-    "quick": Scale("quick", epochs=120, zskd_impressions=None, paper_iters=1500,
+    "quick": Scale("quick", epochs=None, zskd_impressions=None, paper_iters=1500,
                    sweep_fractions=(0.01, 0.05, 0.2), seeds=3, paper_impressions=6000, images=2_592_000),
     "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3,
                   sweep_fractions=(0.0005,), seeds=2, real_train_subset=200, ours_iters=3),
@@ -284,7 +287,8 @@ def _budget(plans: list[RowPlan], scale: Scale) -> _Budget:
         "scheduler": train.get("scheduler"),
         "batch_size": train["train_data_loader"]["kwargs"]["batch_size"],
     }
-    return _Budget(scale.images or scale.epochs * _train_size(tree), training)
+    images = scale.images if scale.epochs is None else scale.epochs * _train_size(tree)
+    return _Budget(images, training)
 
 
 def _row_config(

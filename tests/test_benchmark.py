@@ -32,6 +32,13 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
 
 
+def test_a_scale_sets_its_budget_by_epochs_or_by_images_not_both():
+    with pytest.raises(ValueError, match="exactly one of epochs and images"):
+        benchmark.Scale("x", epochs=10, zskd_impressions=None, paper_iters=1, sweep_fractions=(), seeds=1, images=100)
+    with pytest.raises(ValueError, match="exactly one of epochs and images"):
+        benchmark.Scale("x", epochs=None, zskd_impressions=None, paper_iters=1, sweep_fractions=(), seeds=1)
+
+
 @pytest.mark.parametrize(("suite", "train_dis", "ours_epochs"), [("mnist", 21600, 120), ("fashion-mnist", 43200, 60)])
 def test_every_student_row_sees_the_same_images_with_the_same_optimiser(
     tmp_path: Path, suite: str, train_dis: int, ours_epochs: int
