@@ -65,7 +65,7 @@ SCALES: dict[str, Scale] = {
     # cores) at 6,000 DIs. Every student row of every suite sees 2,592,000 training images: 120 epochs of MNIST's
     # 21,600 training DIs, 60 of Fashion-MNIST's 43,200 (keeps a suite within ~2 hours on 2 CPU cores).
     "quick": Scale("quick", epochs=None, zskd_impressions=None, paper_iters=1500,
-                   sweep_fractions=(0.01, 0.05, 0.2), seeds=3, paper_impressions=6000, images=2_592_000),
+                   sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3, paper_impressions=6000, images=2_592_000),
     "tiny": Scale("tiny", epochs=1, zskd_impressions=40, paper_iters=3,
                   sweep_fractions=(0.0005,), seeds=2, real_train_subset=200, ours_iters=3),
 }  # fmt: skip
