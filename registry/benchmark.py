@@ -61,7 +61,7 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "paper": Scale("paper", epochs=200, zskd_impressions=None, paper_iters=1500,
                    sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3),
-    # quick: our rows at the paper's DI count; the paper-settings row (1,500 steps per DI, ~90 ms per DI on 2 CPU
+    # quick: our rows at the paper's DI count; the paper-settings row (1,500 steps per DI, ~60 ms per DI on 2 CPU
     # cores) at 6,000 DIs. Every student row of every suite sees 2,592,000 training images: 120 epochs of MNIST's
     # 21,600 training DIs, 60 of Fashion-MNIST's 43,200 (keeps a suite within ~2 hours on 2 CPU cores).
     "quick": Scale("quick", epochs=None, zskd_impressions=None, paper_iters=1500,
