@@ -474,6 +474,9 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def _plot(report: dict[str, Any], path: Path) -> None:
     """Accuracy against DI count, with the real-data rows as reference lines."""
+    if not report["sweep"]:  # e.g. a suite run with --only teacher zskd-paper: nothing to plot
+        _logger.info("no DI-count sweep measured yet; %s not written", path)
+        return
     try:
         import matplotlib
 
@@ -483,10 +486,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         _logger.warning("matplotlib is not installed; %s not written (pip install 'zskd-torchdistill[bench]')", path)
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    if report["sweep"]:
-        xs = [p["num_impressions"] for p in report["sweep"]]
-        ax.plot(xs, [p["test_acc_last"] for p in report["sweep"]], "o-", label="ZSKD (ours), seed 0")
-        ax.set_xscale("log")
+    xs = [p["num_impressions"] for p in report["sweep"]]
+    ax.plot(xs, [p["test_acc_last"] for p in report["sweep"]], "o-", label="ZSKD (ours), seed 0")
+    ax.set_xscale("log")
     for row, style in (("kd", "--"), ("student-ce", ":"), ("noise", "-.")):
         entry = report["rows"].get(row)
         if entry:
