@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree", "mappings"]
+__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree", "mappings", "render_config"]
 
 
 @dataclass(eq=False)
@@ -63,12 +63,17 @@ def load_config_tree(path: str | Path) -> dict[str, Any]:
     return tree
 
 
+def render_config(tree: dict[str, Any], header: str = "") -> str:
+    """``tree`` as YAML text torchdistill can load, with ``header`` as leading comment lines."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comment + yaml.dump(tree, Dumper=_Dumper, sort_keys=False, width=120)
+
+
 def dump_config(tree: dict[str, Any], path: str | Path, header: str = "") -> Path:
     """Write ``tree`` as YAML torchdistill can load, with ``header`` as leading comment lines."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    path.write_text(comment + yaml.dump(tree, Dumper=_Dumper, sort_keys=False, width=120))
+    path.write_text(render_config(tree, header))
     return path
 
 

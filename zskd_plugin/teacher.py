@@ -31,6 +31,7 @@ __all__ = [
     "load_checkpoint_state",
     "load_teacher",
     "resolve_input_config",
+    "state_dict_sha256",
     "teacher_fingerprint",
 ]
 
@@ -237,11 +238,20 @@ def resolve_input_config(model: nn.Module, spec: TeacherSpec) -> InputConfig:
     return InputConfig(input_size=input_size, mean=mean, std=std)
 
 
-def teacher_fingerprint(model: nn.Module) -> str:
-    """sha256 over the class name and every parameter and buffer (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
+def _hash_state(digest: Any, state: Mapping[str, Tensor]) -> Any:
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    return digest
+
+
+def teacher_fingerprint(model: nn.Module) -> str:
+    """sha256 over the class name and every parameter and buffer (name, dtype, shape, bytes)."""
+    return _hash_state(hashlib.sha256(type(model).__qualname__.encode()), model.state_dict()).hexdigest()
+
+
+def state_dict_sha256(state: Mapping[str, Tensor]) -> str:
+    """sha256 over every tensor of a state dict (name, dtype, shape, bytes): equal weights, equal digest, whatever
+    else the checkpoint file holds."""
+    return _hash_state(hashlib.sha256(), state).hexdigest()
