@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
+
 from .runner import run_pipeline
-from .yaml_edit import dump_config, find_calls, load_config_tree, mappings
+from .yaml_edit import find_calls, load_config_tree, mappings, render_config
 
 _logger = logging.getLogger(__name__)
 
@@ -165,8 +167,9 @@ def _train_size(tree: dict[str, Any]) -> int:
     """Images per epoch of a row: its DIs less the held-out split, or the first length of its real-data split."""
     impressions = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
     train = [kw for kw in impressions if kw.get("split", "train") == "train"]
-    if train:
-        return max(1, round(train[0]["num_impressions"] * (1.0 - float(train[0].get("val_fraction", 0.0)))))
+    if train:  # as zskd_plugin.dataset.split_indices splits them
+        n = int(train[0]["num_impressions"])
+        return max(1, n - round(n * float(train[0].get("val_fraction", 0.0))))
     splits = list(find_calls(tree, "split_dataset"))
     if splits:
         return int(splits[0]["init"]["kwargs"]["lengths"][0])
@@ -196,7 +199,8 @@ def _zskd_edit(
     replace_synthesis: bool = False,
 ) -> Callable[[dict[str, Any]], None]:
     """Set the DI count and seed; ``synthesis`` replaces the config's settings (``replace_synthesis``) or updates
-    them; ``augment`` replaces the ImpressionAugment settings (None keeps the config's)."""
+    them; ``augment`` replaces the ImpressionAugment settings (None keeps the config's). The synthesis device is set
+    by ``_row_config``."""
 
     def edit(tree: dict[str, Any]) -> None:
         found = _impressions(tree)
@@ -252,9 +256,11 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
             RowPlan("noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
                     _zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
         ]  # fmt: skip
+    swept = {n_zskd}  # the full-size point is the zskd-ours row
     for fraction in scale.sweep_fractions:
         n = max(int(round(fraction * suite.real_train_size)), 20)
-        if n != n_zskd:  # the full-size point is the zskd-ours row
+        if n not in swept:  # two fractions that round to one count are one point
+            swept.add(n)
             rows.append(
                 RowPlan("zskd-sweep", f"ZSKD, our settings, {n} DIs", zskd, 0, _zskd_edit(n, 0, ours_syn, None), n)
             )
@@ -291,9 +297,33 @@ def _budget(plans: list[RowPlan], scale: Scale) -> _Budget:
     return _Budget(images, training)
 
 
+@dataclass(frozen=True)
+class _RowConfig:
+    """A row's derived config, held in memory: it is written only when the row runs (or its file is missing)."""
+
+    path: Path
+    text: str
+    command: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def write(self) -> None:
+        if not self.path.is_file() or self.path.read_text() != self.text:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(self.text)
+
+
 def _row_config(
-    plan: RowPlan, scale: Scale, out_dir: Path, command_prefix: str, teacher_ckpt: tuple[str, str], budget: _Budget
-) -> tuple[Path, str]:
+    plan: RowPlan,
+    scale: Scale,
+    out_dir: Path,
+    command_prefix: str,
+    teacher_ckpt: tuple[str, str],
+    budget: _Budget,
+    device: str = "cpu",
+) -> _RowConfig:
     tree = load_config_tree(plan.template)
     _redirect_teacher(tree, *teacher_ckpt)
     plan.edit(tree)
@@ -303,13 +333,17 @@ def _row_config(
         _set_dst(tree, f"./resource/ckpt/benchmark/{out_dir.name}/{plan.name}.pt")
     path = out_dir / "configs" / f"{plan.name}.yaml"
     command = f"{command_prefix} --config {path} --seed {plan.seed}"
+    if device != "cpu":  # the config then synthesises on that device too (cpu rows keep the configs' own 'auto')
+        command += f" --device {device}"
+        for call in find_calls(tree, IMPRESSION_BUILDER):
+            call["init"]["kwargs"]["device"] = device
     header = f"{plan.label} ({scale.name} scale). Derived from {plan.template} by `zskd benchmark`.\nRun: {command}"
-    dump_config(tree, path, header)
-    return path, command
+    return _RowConfig(path, render_config(tree, header), command)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _weights_sha256(path: Path) -> str:
+    """Digest of a checkpoint's weights (not of the file, which also holds the optimiser state and paths)."""
+    return state_dict_sha256(load_checkpoint_state(path))
 
 
 def run_suite(
@@ -327,7 +361,8 @@ def run_suite(
         suite_name: ``mnist`` or ``fashion-mnist``.
         scale_name: ``paper``, ``quick`` (CPU-sized, the default) or ``tiny`` (the test's).
         out_root: results folder; row configs and per-row results go to ``<out_root>/<suite>[-<scale>]/``.
-        device: torch device of training and synthesis.
+        device: torch device of training; other than ``cpu``, also of synthesis (written into each row's config and
+            command). On ``cpu`` the synthesis uses the configs' own ``device`` (``auto``).
         only: run only these rows (e.g. ``["teacher", "zskd-ours"]``); the report covers every row measured so far.
         progress: progress bars.
         configs_root: the folder holding ``yaml_configs/`` (the repository root).
@@ -340,6 +375,11 @@ def run_suite(
     if scale_name not in SCALES:
         raise ValueError(f"unknown scale {scale_name!r}; choose one of {sorted(SCALES)}")
     suite, scale = SUITES[suite_name], SCALES[scale_name]
+    if not (Path(configs_root) / suite.config_dir).is_dir():
+        raise FileNotFoundError(
+            f"no {suite.config_dir}/ under {str(configs_root)!r}: the benchmark derives its rows from the repository's "
+            "shipped configs; run it from the repository root or pass --configs-root <repository root>"
+        )
     stem = suite.name if scale.name == "paper" else f"{suite.name}-{scale.name}"
     out_dir = Path(out_root) / stem
     plans = plan_rows(suite, scale, configs_root)
@@ -350,26 +390,39 @@ def run_suite(
     teacher_ckpt = Path(f"./resource/ckpt/benchmark/{stem}/teacher.pt")  # each suite and scale trains its own
     budget = _budget(plans, scale)
     results: list[dict[str, Any]] = []
+    stale: list[str] = []
+    teacher_sha: str | None = None  # weights of the teacher every student row is distilled from
     for plan in plans:
-        config_path, command = _row_config(
-            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget
+        config = _row_config(
+            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget, device
         )
         row_file = out_dir / "rows" / f"{plan.name}.json"
-        digest = _digest(config_path)
         previous = json.loads(row_file.read_text()) if row_file.is_file() else None
-        if previous and previous.get("config_sha256") == digest:
+        why = _why_stale(plan, previous, config, teacher_ckpt, teacher_sha)
+        if why is None:
+            assert previous is not None
+            config.write()
             results.append(previous)
+            if plan.row == "teacher":
+                teacher_sha = previous["checkpoint_sha256"]
             continue
         if only and plan.row not in only:
+            if previous is not None:  # measured once, but no longer with this config or teacher
+                _logger.warning("benchmark %s: %s left out of the table: %s; rerun it with --only %s",
+                                stem, plan.name, why, plan.row)  # fmt: skip
+                stale.append(plan.name)
             continue
-        if plan.row != "teacher" and not teacher_ckpt.is_file():
+        if plan.row != "teacher" and teacher_sha is None:
             raise FileNotFoundError(
-                f"no teacher checkpoint at {teacher_ckpt}; run the teacher row first: zskd benchmark --suite "
-                f"{suite.name} --scale {scale.name} --only teacher"
+                f"the teacher row is not measured with its current config and checkpoint ({teacher_ckpt}); run it "
+                f"first: zskd benchmark --suite {suite.name} --scale {scale.name} --only teacher"
             )
-        _logger.info("benchmark %s: %s (%s)", stem, plan.name, command)
+        if previous is not None:
+            _logger.info("benchmark %s: %s runs again: %s", stem, plan.name, why)
+        _logger.info("benchmark %s: %s (%s)", stem, plan.name, config.command)
+        config.write()
         start = time.time()
-        result = run_pipeline(config_path, device=device, seed=plan.seed, progress=progress)
+        result = run_pipeline(config.path, device=device, seed=plan.seed, progress=progress)
         record = {
             "row": plan.row,
             "name": plan.name,
@@ -382,19 +435,44 @@ def run_suite(
             "epochs": result.num_epochs,
             "train_seconds": round(result.train_seconds, 1),
             "wall_seconds": round(time.time() - start, 1),
-            "command": command,
-            "config": str(config_path),
-            "config_sha256": digest,
+            "command": config.command,
+            "config": str(config.path),
+            "config_sha256": config.sha256,
         }
+        if plan.row == "teacher":
+            teacher_sha = record["checkpoint_sha256"] = _weights_sha256(teacher_ckpt)
+        else:
+            record["teacher_sha256"] = teacher_sha
         row_file.parent.mkdir(parents=True, exist_ok=True)
         row_file.write_text(json.dumps(record, indent=2))
         results.append(record)
-    report = _report(suite, scale, results, budget.images)
+    report = _report(suite, scale, results, budget.images, stale)
     json_path = Path(out_root) / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2))
     (Path(out_root) / f"{stem}.md").write_text(_markdown(report))
     _plot(report, Path(out_root) / f"{stem}.png")
     return report
+
+
+def _why_stale(
+    plan: RowPlan, previous: dict[str, Any] | None, config: _RowConfig, teacher_ckpt: Path, teacher_sha: str | None
+) -> str | None:
+    """Why a row's recorded result cannot be reused (None: it can). A student row is reused only if it was
+    distilled from the teacher checkpoint the table now reports; the teacher row only if that checkpoint is on disk
+    with the weights it recorded."""
+    if previous is None:
+        return "not measured yet"
+    if previous.get("config_sha256") != config.sha256:
+        return f"its config changed since it was measured ({config.path})"
+    if plan.row == "teacher":
+        if not teacher_ckpt.is_file():
+            return f"its checkpoint {teacher_ckpt} is missing"
+        if previous.get("checkpoint_sha256") != _weights_sha256(teacher_ckpt):
+            return f"its checkpoint {teacher_ckpt} holds other weights than the ones it recorded"
+        return None
+    if teacher_sha is None or previous.get("teacher_sha256") != teacher_sha:
+        return "it was distilled from another teacher checkpoint than the table's"
+    return None
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -405,7 +483,9 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def _report(suite: Suite, scale: Scale, results: list[dict[str, Any]], images: int) -> dict[str, Any]:
+def _report(
+    suite: Suite, scale: Scale, results: list[dict[str, Any]], images: int, stale: Sequence[str] = ()
+) -> dict[str, Any]:
     table: dict[str, dict[str, Any]] = {}
     for rec in results:
         if rec["row"] == "zskd-sweep":
@@ -417,6 +497,9 @@ def _report(suite: Suite, scale: Scale, results: list[dict[str, Any]], images: i
         entry["test_acc_best_val"] = _summary([r["test_acc_best_val"] for r in entry["runs"]])
         entry["wall_seconds"] = round(sum(r["wall_seconds"] for r in entry["runs"]), 1)
         entry["paper"] = suite.paper.get(row)
+        # The teacher's figure is its checkpoint's, the one the students are distilled from (chosen on held-out
+        # real images); every student row's is its last epoch's.
+        entry["accuracy"] = entry["test_acc_best_val" if row == "teacher" else "test_acc_last"]
     sweep = sorted(
         (r["num_impressions"], r["test_acc_last"], r["epochs"])
         for r in results
@@ -426,13 +509,15 @@ def _report(suite: Suite, scale: Scale, results: list[dict[str, Any]], images: i
         "suite": suite.name,
         "scale": dataclasses.asdict(scale),
         "images_per_student_row": images,
-        "metric": "real test-set accuracy (%) at the last epoch; mean and sample std over seeds",
+        "metric": "real test-set accuracy (%) at the last epoch (the teacher: of the checkpoint the students use); "
+        "mean and sample std over seeds",
         "rows": table,
         "sweep": [
             {"num_impressions": n, "test_acc_last": a, "epochs": e, "fraction": n / suite.real_train_size}
             for n, a, e in sweep
         ],
         "runs": results,
+        "stale": list(stale),
     }
 
 
@@ -449,19 +534,24 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Real test-set accuracy (%) at the last epoch; mean ± sample std over seeds. Every student row sees the same "
         f"number of training images ({report['images_per_student_row']:,}) with the same optimiser, "
-        "schedule and batch size. `best-val` is the test accuracy of the epoch chosen on the held-out split. Paper: "
-        "Nayak et al. 2019, Table 1 (their figures select the epoch on the test set).",
+        "schedule and batch size. `best-val` is the test accuracy of the epoch chosen on the held-out split (not given "
+        "for noise, whose held-out images carry nothing to choose on); the teacher's accuracy is that of its "
+        "checkpoint the students are distilled from, chosen so. Paper: Nayak et al. 2019, Table 1 (their figures "
+        "select the epoch on the test set).",
         "",
         "| row | what | epochs | accuracy | best-val | paper | wall time (s, all seeds) | command (first seed) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row, entry in report["rows"].items():
         paper = "" if entry["paper"] is None else f"{entry['paper']:.2f}"
+        best_val = "—" if row == "noise" else _fmt(entry["test_acc_best_val"])
         lines.append(
-            f"| {row} | {entry['label']} | {entry['runs'][0]['epochs']} | {_fmt(entry['test_acc_last'])} | "
-            f"{_fmt(entry['test_acc_best_val'])} | "
+            f"| {row} | {entry['label']} | {entry['runs'][0]['epochs']} | {_fmt(entry['accuracy'])} | {best_val} | "
             f"{paper} | {entry['wall_seconds']:.0f} | `{entry['runs'][0]['command']}` |"
         )
+    if report["stale"]:
+        lines += ["", "Not in the table (measured with another config or teacher; rerun them with `--only`): "
+                  + ", ".join(report["stale"]) + "."]  # fmt: skip
     if report["sweep"]:
         lines += ["", "## Accuracy against Data Impression count (seed 0)", ""]
         lines += ["| DIs | share of the real training set | epochs | accuracy |", "|---|---|---|---|"]
@@ -492,7 +582,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for row, style in (("kd", "--"), ("student-ce", ":"), ("noise", "-.")):
         entry = report["rows"].get(row)
         if entry:
-            ax.axhline(entry["test_acc_last"]["mean"], linestyle=style, color="gray", label=f"{row}")
+            ax.axhline(entry["accuracy"]["mean"], linestyle=style, color="gray", label=f"{row}")
     ax.set_xlabel("Data Impressions")
     ax.set_ylabel("real test accuracy (%)")
     ax.set_title(f"{report['suite']} ({report['scale']['name']} scale)")

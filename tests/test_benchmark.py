@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from yaml_util import load_raw
 from zskd_plugin.registry import benchmark
+from zskd_plugin.registry.runner import PipelineResult
 from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +51,9 @@ def test_every_student_row_sees_the_same_images_with_the_same_optimiser(
     assert budget.images == 2_592_000 == ours_epochs * train_dis  # the paper's DI count less the held-out 10%
     seen = {}
     for plan in plans[1:]:  # the teacher keeps its own config
-        path, _ = benchmark._row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
-        train = load_config_tree(path)["train"]
+        config = benchmark._row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
+        config.write()
+        train = load_config_tree(config.path)["train"]
         assert train["optimizer"] == {"key": "Adam", "kwargs": {"lr": 0.004}}
         assert train["train_data_loader"]["kwargs"]["batch_size"] == 256
         assert train["scheduler"]["kwargs"]["T_max"] == train["num_epochs"]
@@ -70,7 +73,8 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     assert set(report["rows"]) == expected
     for row in ("zskd-paper", "zskd-ours", "noise"):
         acc = report["rows"][row]["test_acc_last"]
-        assert acc["n"] == 2 and acc["std"] >= 0
+        seeds = [r["test_acc_last"] for r in report["runs"] if r["row"] == row]
+        assert acc["n"] == 2 and acc["mean"] == pytest.approx(sum(seeds) / 2, abs=0.006)
     assert report["rows"]["teacher"]["test_acc_last"]["mean"] > 15.0  # 200 real images, 6 epochs: above chance
     assert [p["num_impressions"] for p in report["sweep"]] == [30, 40]
     assert report["rows"]["zskd-paper"]["paper"] == 98.77
@@ -116,3 +120,90 @@ def test_rows_need_a_teacher_first(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(benchmark, "run_pipeline", lambda *a, **k: pytest.fail("trained without a teacher"))
     with pytest.raises(FileNotFoundError, match="--only teacher"):
         benchmark.run_suite("mnist", "tiny", "results", only=["kd"], configs_root=REPO)
+
+
+def test_summary_is_the_mean_and_the_sample_std():
+    # Fashion-MNIST's paper-settings row, three seeds (results/fashion-mnist-quick.md)
+    assert benchmark._summary([56.23, 48.66, 41.20]) == {"mean": 48.70, "std": 7.52, "n": 3}
+    assert benchmark._summary([98.87]) == {"mean": 98.87, "std": 0.0, "n": 1}
+
+
+def test_a_device_other_than_cpu_goes_into_the_command_and_the_synthesis(tmp_path: Path):
+    scale = benchmark.SCALES["tiny"]
+    plans = benchmark.plan_rows(benchmark.SUITES["mnist"], scale, REPO)
+    budget = benchmark._budget(plans, scale)
+    ours = next(p for p in plans if p.row == "zskd-ours")
+    on_gpu = benchmark._row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget, device="cuda")
+    on_cpu = benchmark._row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget)
+    assert on_gpu.command.endswith("--seed 0 --device cuda") and on_cpu.command.endswith("--seed 0")
+    assert "device: cuda" in on_gpu.text and "device:" not in on_cpu.text
+
+
+def test_the_suite_needs_the_shipped_configs(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="--configs-root"):
+        benchmark.run_suite("mnist", "tiny", tmp_path / "results", configs_root=tmp_path)
+
+
+class _FakePipeline:
+    """Stands in for training: writes a checkpoint with given weights and reports fixed accuracies."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.teacher_weight = 1.0
+
+    def __call__(self, config_path: Path, device: str = "cpu", seed: int = 0, progress: bool = True):
+        models = load_config_tree(config_path)["models"]
+        dst = Path((models.get("student_model") or models["model"])["dst_ckpt"])
+        name = Path(config_path).stem
+        self.calls.append(name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        weight = self.teacher_weight if name.startswith("teacher") else 0.0
+        torch.save({"model": {"w": torch.full((3,), weight)}}, dst)
+        return PipelineResult(str(config_path), "x", 50.0 + seed, None, 40.0 + seed, 45.0, 1, 0.1)
+
+
+def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake = _FakePipeline()
+    monkeypatch.setattr(benchmark, "run_pipeline", fake)
+
+    def run(only: list[str] | None = None) -> dict:
+        return benchmark.run_suite("mnist", "tiny", "results", only=only, configs_root=REPO)
+
+    teacher_pt = Path("resource/ckpt/benchmark/mnist-tiny/teacher.pt")
+    first = run()
+    students = sorted(r["name"] for r in first["runs"] if r["row"] != "teacher")
+    assert len(fake.calls) == len(students) + 1 and first["stale"] == []
+    assert first["rows"]["teacher"]["accuracy"]["mean"] == 50.0  # its checkpoint's, the one the students use
+    assert first["rows"]["kd"]["accuracy"]["mean"] == 40.0  # a student's: the last epoch
+
+    # the teacher's checkpoint is gone (a fresh clone: resource/ is not committed): students cannot run without it,
+    # and --only teacher trains it again; the same weights keep every student row
+    teacher_pt.unlink()
+    fake.calls.clear()
+    with pytest.raises(FileNotFoundError, match="--only teacher"):
+        run(["kd"])
+    assert run(["teacher"])["rows"].keys() == first["rows"].keys() and fake.calls == ["teacher-seed0"]
+
+    # other teacher weights: no student row of the old teacher stays in the table, and none is overwritten
+    kd_config = Path("results/mnist-tiny/configs/kd-seed0.yaml").read_bytes()
+    fake.teacher_weight = 2.0
+    teacher_pt.unlink()
+    fake.calls.clear()
+    report = run(["teacher"])
+    assert list(report["rows"]) == ["teacher"] and sorted(report["stale"]) == students
+    assert "Not in the table" in Path("results/mnist-tiny.md").read_text()
+    assert Path("results/mnist-tiny/configs/kd-seed0.yaml").read_bytes() == kd_config
+    fake.calls.clear()
+    assert run()["stale"] == [] and sorted(fake.calls) == students
+
+    # a changed row config: that row only is left out until it runs again, and its old config stays as measured
+    paper_config = Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes()
+    monkeypatch.setattr(benchmark, "PAPER_AUGMENT", {"degrees": 5, "translate": 0.1, "scale": 0.1})
+    fake.calls.clear()
+    report = run(["zskd-ours"])
+    assert fake.calls == [] and report["stale"] == ["zskd-paper-seed0", "zskd-paper-seed1"]
+    assert "zskd-paper" not in report["rows"] and "zskd-ours" in report["rows"]
+    assert Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes() == paper_config
+    assert run(["zskd-paper"])["stale"] == [] and fake.calls == ["zskd-paper-seed0", "zskd-paper-seed1"]
+    assert "degrees: 5" in Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_text()

@@ -65,19 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="results folder (default results/)")
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
     bench.add_argument("--only", nargs="+", default=None, help="run only these rows (e.g. teacher zskd-ours)")
+    bench.add_argument(
+        "--configs-root", default=".", help="the folder holding yaml_configs/ (default: the current one)"
+    )
     return parser
 
 
 def _benchmark(args: argparse.Namespace) -> int:
     from .registry.benchmark import run_suite
 
-    report = run_suite(args.suite, args.scale, args.out, device=args.device, only=args.only)
+    report = run_suite(
+        args.suite, args.scale, args.out, device=args.device, only=args.only, configs_root=args.configs_root
+    )
     for row, entry in report["rows"].items():
-        acc = entry["test_acc_last"]
+        acc = entry["accuracy"]
         paper = "" if entry["paper"] is None else f"  (paper {entry['paper']:.2f})"
         print(f"{row:12s} {acc['mean']:6.2f} ± {acc['std']:.2f} (n={acc['n']}){paper}")
     for point in report["sweep"]:
         print(f"sweep {point['num_impressions']:>6d} DIs: {point['test_acc_last']:.2f}")
+    if report["stale"]:
+        print(f"left out (config or teacher changed; rerun with --only): {', '.join(report['stale'])}")
     return 0
 
 
