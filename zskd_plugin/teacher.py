@@ -238,20 +238,17 @@ def resolve_input_config(model: nn.Module, spec: TeacherSpec) -> InputConfig:
     return InputConfig(input_size=input_size, mean=mean, std=std)
 
 
-def _hash_state(digest: Any, state: Mapping[str, Tensor]) -> Any:
+def teacher_fingerprint(model: nn.Module) -> str:
+    """sha256 over the class name and every parameter and buffer (name, dtype, shape, bytes)."""
+    return state_dict_sha256(model.state_dict(), prefix=type(model).__qualname__.encode())
+
+
+def state_dict_sha256(state: Mapping[str, Tensor], prefix: bytes = b"") -> str:
+    """sha256 over ``prefix`` and every tensor of a state dict (name, dtype, shape, bytes): equal weights, equal
+    digest, whatever else the checkpoint file holds."""
+    digest = hashlib.sha256(prefix)
     for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest
-
-
-def teacher_fingerprint(model: nn.Module) -> str:
-    """sha256 over the class name and every parameter and buffer (name, dtype, shape, bytes)."""
-    return _hash_state(hashlib.sha256(type(model).__qualname__.encode()), model.state_dict()).hexdigest()
-
-
-def state_dict_sha256(state: Mapping[str, Tensor]) -> str:
-    """sha256 over every tensor of a state dict (name, dtype, shape, bytes): equal weights, equal digest, whatever
-    else the checkpoint file holds."""
-    return _hash_state(hashlib.sha256(), state).hexdigest()
+    return digest.hexdigest()
