@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +17,14 @@ from zskd_plugin.registry.runner import PipelineResult
 from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _per_class(*args: str) -> list[str]:
+    """The lines ``benchmarks/per_class.py`` prints for ``args``, run from the current folder."""
+    script = REPO / "benchmarks" / "per_class.py"
+    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
 
 
 def _tags(path: Path) -> Counter[str]:
@@ -112,6 +122,14 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     monkeypatch.setattr(benchmark, "run_pipeline", no_training)
     again = benchmark.run_suite("mnist", "tiny", "results", progress=False, configs_root=REPO)
     assert again["rows"] == report["rows"]
+
+    # the per-class diagnostic reads the same checkpoints: its overall figures are the table's best-val ones
+    lines = _per_class("results/mnist-tiny", "kd-seed0", "zskd-ours-seed1")
+    assert lines[0].split() == ["class", "teacher", "kd-seed0", "zskd-ours-seed1"] and len(lines) == 1 + 10 + 2
+    overall = [float(v) for v in lines[-2].split()[1:]]
+    best_val = {(r["row"], r["seed"]): r["test_acc_best_val"] for r in report["runs"]}
+    assert overall == pytest.approx([best_val["teacher", 0], best_val["kd", 0], best_val["zskd-ours", 1]], abs=0.006)
+    assert lines[-1].split()[:2] == ["agreement", "100.00"]  # the teacher agrees with itself
 
 
 def test_bad_suite_scale_or_row_names_the_choices(tmp_path: Path):

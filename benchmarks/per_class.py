@@ -1,0 +1,91 @@
+"""Per-class test accuracy of a benchmark's checkpoints, and how often each student agrees with its teacher.
+
+    python benchmarks/per_class.py results/fashion-mnist-quick kd-seed0 zskd-ours-seed0 noise-seed0
+
+Reads each row's config from ``<results>/configs/<row>.yaml`` (as ``zskd benchmark`` wrote it), loads the checkpoint
+the row wrote (its ``dst_ckpt``: for student rows the epoch chosen on the held-out split, which is what the table's
+``best-val`` column reports) and the teacher its config names, and evaluates both on the config's test set. Only the
+test set is built, so nothing is synthesised or trained. Prints one column per row (the teacher first): accuracy per
+class, overall (``all``), and ``agreement``: the share of test images on which the model's class is the teacher's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from zskd_plugin.registry.runner import load_config, load_model
+from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
+
+
+def _row_parts(config_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
+    """(student model config with its written checkpoint as weights, teacher model config, test id, test node)."""
+    tree = load_config_tree(config_path)
+    models = tree["models"]
+    student = dict(models.get("student_model") or models["model"])
+    if not student.get("dst_ckpt") or not Path(student["dst_ckpt"]).is_file():
+        raise FileNotFoundError(
+            f"{config_path}: the row's checkpoint {student.get('dst_ckpt')!r} is not on disk; run the row first "
+            "(zskd benchmark ... --only <row>)"
+        )
+    student["src_ckpt"] = student["dst_ckpt"]
+    test_id = tree["test"]["test_data_loader"]["dataset_id"]
+    return student, models.get("teacher_model"), test_id, tree["datasets"][test_id]
+
+
+def _predict(model: torch.nn.Module, loader: DataLoader) -> Tensor:
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(images).argmax(dim=1) for images, _ in loader])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="a benchmark's results folder, e.g. results/fashion-mnist-quick")
+    parser.add_argument("rows", nargs="+", help="row files under <results>/configs without .yaml, e.g. zskd-ours-seed0")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    parts = []
+    for row in args.rows:
+        path = args.results / "configs" / f"{row}.yaml"
+        if not path.is_file():
+            found = sorted(p.stem for p in (args.results / "configs").glob("*.yaml"))
+            raise SystemExit(f"no config {path}; rows there: {', '.join(found) or 'none'}")
+        parts.append(_row_parts(path))
+    teachers = [p[1] for p in parts if p[1] is not None]
+    if not teachers:
+        raise SystemExit("none of these rows distils from a teacher; name at least one distillation row")
+    if any(t != teachers[0] for t in teachers):
+        raise SystemExit("these rows distil from different teachers; compare rows of one benchmark run")
+    test_id, test_node = parts[0][2], parts[0][3]
+
+    with tempfile.TemporaryDirectory() as tmp:  # build the test set alone, through torchdistill's YAML loader
+        config = load_config(dump_config({"datasets": {test_id: test_node}}, Path(tmp) / "test.yaml"))
+    loader = DataLoader(config["datasets"][test_id], batch_size=1000)
+    labels = torch.cat([y for _, y in loader])
+    preds = {"teacher": _predict(load_model(teachers[0]), loader)}
+    for row, (student, *_rest) in zip(args.rows, parts):
+        preds[row] = _predict(load_model(student), loader)
+
+    classes = getattr(config["datasets"][test_id], "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
+    width = max(12, *(len(n) for n in preds)) + 2
+
+    def line(label: str, shares: list[Tensor], digits: int) -> str:
+        return label[:17].ljust(18) + "".join(f"{100 * share.float().mean():{width}.{digits}f}" for share in shares)
+
+    print("class".ljust(18) + "".join(name.rjust(width) for name in preds))
+    for c, name in enumerate(classes):
+        print(line(name, [p[labels == c] == c for p in preds.values()], 1))
+    print(line("all", [p == labels for p in preds.values()], 2))
+    print(line("agreement", [p == preds["teacher"] for p in preds.values()], 2))
+
+
+if __name__ == "__main__":
+    main()
