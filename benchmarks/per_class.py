@@ -1,6 +1,6 @@
 """Per-class test accuracy of a benchmark's checkpoints, and how often each student agrees with its teacher.
 
-    python benchmarks/per_class.py results/fashion-mnist-quick kd-seed0 zskd-ours-seed0 noise-seed0
+    python benchmarks/per_class.py results/fashion-mnist-quick kd-seed0 zskd-ours-seed0 zskd-paper-seed0
 
 Reads each row's config from ``<results>/configs/<row>.yaml`` (as ``zskd benchmark`` wrote it), loads the checkpoint
 the row wrote (its ``dst_ckpt``: for student rows the epoch chosen on the held-out split, which is what the table's
@@ -30,7 +30,7 @@ def _row_parts(config_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None
     models = tree["models"]
     student = dict(models.get("student_model") or models["model"])
     if not student.get("dst_ckpt") or not Path(student["dst_ckpt"]).is_file():
-        raise FileNotFoundError(
+        raise SystemExit(
             f"{config_path}: the row's checkpoint {student.get('dst_ckpt')!r} is not on disk; run the row first "
             "(zskd benchmark ... --only <row>)"
         )
