@@ -39,10 +39,10 @@ def _row_parts(config_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None
     return student, models.get("teacher_model"), test_id, tree["datasets"][test_id]
 
 
-def _predict(model: torch.nn.Module, loader: DataLoader) -> Tensor:
+def _predict(model: torch.nn.Module, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
     model.eval()
     with torch.inference_mode():
-        return torch.cat([model(images).argmax(dim=1) for images, _ in loader])
+        return torch.cat([model(images).argmax(dim=1) for images, _ in batches])
 
 
 def main() -> None:
@@ -68,11 +68,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:  # build the test set alone, through torchdistill's YAML loader
         config = load_config(dump_config({"datasets": {test_id: test_node}}, Path(tmp) / "test.yaml"))
-    loader = DataLoader(config["datasets"][test_id], batch_size=1000)
-    labels = torch.cat([y for _, y in loader])
-    preds = {"teacher": _predict(load_model(teachers[0]), loader)}
+    batches = list(DataLoader(config["datasets"][test_id], batch_size=1000))  # transformed once for every model
+    labels = torch.cat([y for _, y in batches])
+    preds = {"teacher": _predict(load_model(teachers[0]), batches)}
     for row, (student, *_rest) in zip(args.rows, parts):
-        preds[row] = _predict(load_model(student), loader)
+        preds[row] = _predict(load_model(student), batches)
 
     classes = getattr(config["datasets"][test_id], "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
     width = max(12, *(len(n) for n in preds)) + 2
