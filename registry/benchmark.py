@@ -9,8 +9,9 @@ All student rows share the teacher, the student architecture, the optimiser, the
 size (the ZSKD config's) and the distillation budget: the number of training images seen. The ZSKD rows train for the
 scale's epochs on their DIs; a row with another training-set size (real data, fewer DIs) trains for as many epochs as
 see the same number of images.
-The reported accuracy is the real test set's at the last epoch (no model selection at all); the test accuracy of
-the checkpoint chosen on the held-out split is recorded beside it.
+The reported accuracy of a student row is the real test set's at the last epoch (no epoch is selected); the test
+accuracy of the checkpoint chosen on the held-out split is recorded beside it. The teacher's is that of its
+checkpoint the students are distilled from, chosen on held-out real images.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -397,7 +399,7 @@ def run_suite(
             plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget, device
         )
         row_file = out_dir / "rows" / f"{plan.name}.json"
-        previous = json.loads(row_file.read_text()) if row_file.is_file() else None
+        previous = _read_row(row_file)
         why = _why_stale(plan, previous, config, teacher_ckpt, teacher_sha)
         if why is None:
             assert previous is not None
@@ -413,9 +415,15 @@ def run_suite(
                 stale.append(plan.name)
             continue
         if plan.row != "teacher" and teacher_sha is None:
+            options = "".join(
+                f" {flag} {value}"
+                for flag, value, default in (("--out", out_root, "results"), ("--device", device, "cpu"),
+                                             ("--configs-root", configs_root, "."))
+                if str(value) != default
+            )  # fmt: skip
             raise FileNotFoundError(
                 f"the teacher row is not measured with its current config and checkpoint ({teacher_ckpt}); run it "
-                f"first: zskd benchmark --suite {suite.name} --scale {scale.name} --only teacher"
+                f"first: zskd benchmark --suite {suite.name} --scale {scale.name}{options} --only teacher"
             )
         if previous is not None:
             _logger.info("benchmark %s: %s runs again: %s", stem, plan.name, why)
@@ -444,14 +452,30 @@ def run_suite(
         else:
             record["teacher_sha256"] = teacher_sha
         row_file.parent.mkdir(parents=True, exist_ok=True)
-        row_file.write_text(json.dumps(record, indent=2))
+        partial = row_file.with_suffix(".json.partial")  # an interrupted write leaves the previous record whole
+        partial.write_text(json.dumps(record, indent=2))
+        partial.replace(row_file)
         results.append(record)
-    report = _report(suite, scale, results, budget.images, stale)
+    measured = {r["name"] for r in results}
+    not_measured = [p.name for p in plans if p.name not in measured and p.name not in stale]
+    report = _report(suite, scale, results, budget.images, stale, not_measured, Counter(p.row for p in plans))
     json_path = Path(out_root) / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2))
     (Path(out_root) / f"{stem}.md").write_text(_markdown(report))
     _plot(report, Path(out_root) / f"{stem}.png")
     return report
+
+
+def _read_row(row_file: Path) -> dict[str, Any] | None:
+    """A row's recorded result, or None if it has none."""
+    if not row_file.is_file():
+        return None
+    try:
+        return json.loads(row_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{row_file} is not valid JSON ({exc}); delete it and the benchmark measures that row again"
+        ) from None
 
 
 def _why_stale(
@@ -484,7 +508,13 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _report(
-    suite: Suite, scale: Scale, results: list[dict[str, Any]], images: int, stale: Sequence[str] = ()
+    suite: Suite,
+    scale: Scale,
+    results: list[dict[str, Any]],
+    images: int,
+    stale: Sequence[str] = (),
+    not_measured: Sequence[str] = (),
+    planned_seeds: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     table: dict[str, dict[str, Any]] = {}
     for rec in results:
@@ -496,7 +526,10 @@ def _report(
         entry["test_acc_last"] = _summary([r["test_acc_last"] for r in entry["runs"]])
         entry["test_acc_best_val"] = _summary([r["test_acc_best_val"] for r in entry["runs"]])
         entry["wall_seconds"] = round(sum(r["wall_seconds"] for r in entry["runs"]), 1)
+        # the epochs with their validation; the rest of the wall time is synthesis, data loading and the test
+        entry["train_seconds"] = round(sum(r["train_seconds"] for r in entry["runs"]), 1)
         entry["paper"] = suite.paper.get(row)
+        entry["seeds_planned"] = (planned_seeds or {}).get(row, len(entry["runs"]))
         # The teacher's figure is its checkpoint's, the one the students are distilled from (chosen on held-out
         # real images); every student row's is its last epoch's.
         entry["accuracy"] = entry["test_acc_best_val" if row == "teacher" else "test_acc_last"]
@@ -518,13 +551,19 @@ def _report(
         ],
         "runs": results,
         "stale": list(stale),
+        "not_measured": list(not_measured),
     }
 
 
-def _fmt(summary: dict[str, float]) -> str:
-    if summary["n"] == 1:
+def _fmt(summary: dict[str, float], planned: int = 1) -> str:
+    """``mean ± std (n=k)`` for a row of several seeds, ``(n=k of m)`` while some are not measured yet."""
+    n = summary["n"]
+    if planned <= 1:
         return f"{summary['mean']:.2f}"
-    return f"{summary['mean']:.2f} ± {summary['std']:.2f} (n={summary['n']})"
+    seeds = f"n={n}" if n >= planned else f"n={n} of {planned}"
+    if n == 1:
+        return f"{summary['mean']:.2f} ({seeds})"
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f} ({seeds})"
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -537,21 +576,28 @@ def _markdown(report: dict[str, Any]) -> str:
         "schedule and batch size. `best-val` is the test accuracy of the epoch chosen on the held-out split (not given "
         "for noise, whose held-out images carry nothing to choose on); the teacher's accuracy is that of its "
         "checkpoint the students are distilled from, chosen so. Paper: Nayak et al. 2019, Table 1 (their figures "
-        "select the epoch on the test set).",
+        "select the epoch on the test set). Wall time includes a row's synthesis only where its DIs were not on disk "
+        "already (from an earlier row or scale); `training` is the part spent in the epochs (with their validation).",
         "",
-        "| row | what | epochs | accuracy | best-val | paper | wall time (s, all seeds) | command (first seed) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | what | epochs | accuracy | best-val | paper | wall time (s, all seeds) | training (s) | "
+        "command (first seed) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row, entry in report["rows"].items():
         paper = "" if entry["paper"] is None else f"{entry['paper']:.2f}"
-        best_val = "—" if row == "noise" else _fmt(entry["test_acc_best_val"])
+        planned = entry.get("seeds_planned", 1)
+        best_val = "—" if row == "noise" else _fmt(entry["test_acc_best_val"], planned)
         lines.append(
-            f"| {row} | {entry['label']} | {entry['runs'][0]['epochs']} | {_fmt(entry['accuracy'])} | {best_val} | "
-            f"{paper} | {entry['wall_seconds']:.0f} | `{entry['runs'][0]['command']}` |"
+            f"| {row} | {entry['label']} | {entry['runs'][0]['epochs']} | {_fmt(entry['accuracy'], planned)} | "
+            f"{best_val} | {paper} | {entry['wall_seconds']:.0f} | {entry['train_seconds']:.0f} | "
+            f"`{entry['runs'][0]['command']}` |"
         )
     if report["stale"]:
         lines += ["", "Not in the table (measured with another config or teacher; rerun them with `--only`): "
                   + ", ".join(report["stale"]) + "."]  # fmt: skip
+    if report.get("not_measured"):
+        lines += ["", "Not measured yet (the suite's command without `--only` resumes): "
+                  + ", ".join(report["not_measured"]) + "."]  # fmt: skip
     if report["sweep"]:
         lines += ["", "## Accuracy against Data Impression count (seed 0)", ""]
         lines += ["| DIs | share of the real training set | epochs | accuracy |", "|---|---|---|---|"]

@@ -233,3 +233,25 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
     assert Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes() == paper_config
     assert run(["zskd-paper"])["stale"] == [] and fake.calls == ["zskd-paper-seed0", "zskd-paper-seed1"]
     assert "degrees: 5" in Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_text()
+
+
+def test_a_partly_measured_suite_says_what_is_missing_and_a_broken_row_file_is_named(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark, "run_pipeline", _FakePipeline())
+
+    def run(only: list[str] | None = None) -> dict:
+        return benchmark.run_suite("mnist", "tiny", "results", only=only, configs_root=REPO)
+
+    with pytest.raises(FileNotFoundError, match="--scale tiny --out elsewhere --configs-root .* --only teacher"):
+        benchmark.run_suite("mnist", "tiny", "elsewhere", only=["kd"], configs_root=REPO)
+    every = [r["name"] for r in run()["runs"]]
+    Path("results/mnist-tiny/rows/zskd-ours-seed1.json").unlink()  # as if stopped after its seed 0
+    report = run(["teacher"])
+    assert report["not_measured"] == ["zskd-ours-seed1"] and len(report["runs"]) == len(every) - 1
+    table = Path("results/mnist-tiny.md").read_text()
+    assert "50.00 (n=1 of 2)" in table and "Not measured yet" in table and "zskd-ours-seed1." in table
+    assert "(n=2)" in table  # the complete seeded rows
+
+    Path("results/mnist-tiny/rows/kd-seed0.json").write_text('{"row": "kd", ')  # cut short
+    with pytest.raises(ValueError, match=r"kd-seed0\.json is not valid JSON.*delete it"):
+        run(["teacher"])

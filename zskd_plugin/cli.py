@@ -80,11 +80,15 @@ def _benchmark(args: argparse.Namespace) -> int:
     for row, entry in report["rows"].items():
         acc = entry["accuracy"]
         paper = "" if entry["paper"] is None else f"  (paper {entry['paper']:.2f})"
-        print(f"{row:12s} {acc['mean']:6.2f} ± {acc['std']:.2f} (n={acc['n']}){paper}")
+        planned = entry["seeds_planned"]
+        seeds = f"n={acc['n']}" if acc["n"] >= planned else f"n={acc['n']} of {planned}"
+        print(f"{row:12s} {acc['mean']:6.2f} ± {acc['std']:.2f} ({seeds}){paper}")
     for point in report["sweep"]:
         print(f"sweep {point['num_impressions']:>6d} DIs: {point['test_acc_last']:.2f}")
     if report["stale"]:
         print(f"left out (config or teacher changed; rerun with --only): {', '.join(report['stale'])}")
+    if report["not_measured"]:
+        print(f"not measured yet (rerun without --only to resume): {', '.join(report['not_measured'])}")
     return 0
 
 
