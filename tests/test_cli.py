@@ -76,6 +76,14 @@ def test_missing_torchdistill_section_is_named(tmp_path, capsys):
     assert "config key 'train' is missing or misspelled" in capsys.readouterr().err
 
 
+def test_missing_data_set_names_prepare_data(tmp_path, capsys):
+    config = Path(__file__).resolve().parents[1] / "yaml_configs" / "mnist" / "ce-lenet5.yaml"
+    path = tmp_path / "c.yaml"
+    path.write_text(config.read_text().replace("'./data'", f"'{tmp_path / 'no-data'}'"))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "zskd prepare-data <fashion-mnist|mnist> --root" in capsys.readouterr().err
+
+
 def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
     import os
     import subprocess

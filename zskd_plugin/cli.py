@@ -138,8 +138,9 @@ def _train(args: argparse.Namespace) -> int:
     if result.teacher_test_acc is not None:
         print(f"teacher test accuracy: {result.teacher_test_acc:.2f}%")
     print(
-        f"student ({result.student_key}) test accuracy: {result.student_test_acc:.2f}% "
-        f"[best val {result.best_val_acc:.2f}%, {result.num_epochs} epochs, {result.train_seconds:.0f} s]"
+        f"student ({result.student_key}) test accuracy: {result.student_test_acc_last:.2f}% at the last epoch, "
+        f"{result.student_test_acc:.2f}% for the epoch chosen on validation (val {result.best_val_acc:.2f}%) "
+        f"[{result.num_epochs} epochs, {result.train_seconds:.0f} s]"
     )
     if args.result_json:
         Path(args.result_json).parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except USER_ERRORS as exc:
         print(f"zskd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if "Dataset not found" not in str(exc):  # torchvision's message for a data set missing from its root
+            raise
+        print(
+            f"zskd {args.command}: error: a data set of the config is not under its root ({exc}); put it there "
+            f"with `zskd prepare-data <{'|'.join(sorted(DATASETS))}> --root <the config's root>` (it works offline)",
+            file=sys.stderr,
+        )
         return 2
 
 
