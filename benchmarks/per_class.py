@@ -12,6 +12,7 @@ class, overall (``all``), and ``agreement``: the share of test images on which t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -23,17 +24,30 @@ from torch.utils.data import DataLoader
 from zskd_plugin.registry.runner import load_config, load_model
 from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
 
+from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
 
-def _row_parts(config_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
+
+def _record(results: Path, row: str) -> dict[str, Any]:
+    """The row's recorded figures (``<results>/rows/<row>.json``), empty if it has none."""
+    path = results / "rows" / f"{row}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _missing(what: str, ckpt: str | None, results: Path, row: str) -> SystemExit:
+    command = _record(results, row).get("command", f"the command in the header of {results}/configs/{row}.yaml")
+    return SystemExit(
+        f"{what} checkpoint {ckpt!r} is not on disk (checkpoints are not committed with the results); write it with "
+        f"the row's recorded command: {command}"
+    )
+
+
+def _row_parts(results: Path, row: str) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
     """(student model config with its written checkpoint as weights, teacher model config, test id, test node)."""
-    tree = load_config_tree(config_path)
+    tree = load_config_tree(results / "configs" / f"{row}.yaml")
     models = tree["models"]
     student = dict(models.get("student_model") or models["model"])
     if not student.get("dst_ckpt") or not Path(student["dst_ckpt"]).is_file():
-        raise SystemExit(
-            f"{config_path}: the row's checkpoint {student.get('dst_ckpt')!r} is not on disk; run the row first "
-            "(zskd benchmark ... --only <row>)"
-        )
+        raise _missing(f"{row}: the row's", student.get("dst_ckpt"), results, row)
     student["src_ckpt"] = student["dst_ckpt"]
     test_id = tree["test"]["test_data_loader"]["dataset_id"]
     return student, models.get("teacher_model"), test_id, tree["datasets"][test_id]
@@ -58,12 +72,23 @@ def main() -> None:
         if not path.is_file():
             found = sorted(p.stem for p in (args.results / "configs").glob("*.yaml"))
             raise SystemExit(f"no config {path}; rows there: {', '.join(found) or 'none'}")
-        parts.append(_row_parts(path))
+        parts.append(_row_parts(args.results, row))
     teachers = [p[1] for p in parts if p[1] is not None]
     if not teachers:
         raise SystemExit("none of these rows distils from a teacher; name at least one distillation row")
     if any(t != teachers[0] for t in teachers):
         raise SystemExit("these rows distil from different teachers; compare rows of one benchmark run")
+    teacher_ckpt = teachers[0].get("src_ckpt")
+    if not teacher_ckpt or not Path(teacher_ckpt).is_file():
+        raise _missing("the teacher's", teacher_ckpt, args.results, "teacher-seed0")
+    digest = state_dict_sha256(load_checkpoint_state(teacher_ckpt))
+    for row in args.rows:  # a student row's figures mean something only beside the teacher it was distilled from
+        recorded = _record(args.results, row).get("teacher_sha256")
+        if recorded is not None and recorded != digest:
+            raise SystemExit(
+                f"{row} was distilled from another teacher than the one now at {teacher_ckpt}; run the teacher row's "
+                f"recorded command ({_record(args.results, 'teacher-seed0').get('command')}) and then {row}'s"
+            )
     test_id, test_node = parts[0][2], parts[0][3]
 
     with tempfile.TemporaryDirectory() as tmp:  # build the test set alone, through torchdistill's YAML loader

@@ -19,12 +19,12 @@ from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _per_class(*args: str) -> list[str]:
-    """The lines ``benchmarks/per_class.py`` prints for ``args``, run from the current folder."""
+def _per_class(*args: str, fails: bool = False) -> list[str]:
+    """The lines ``benchmarks/per_class.py`` prints for ``args`` (stderr when it ``fails``), run from here."""
     script = REPO / "benchmarks" / "per_class.py"
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    return run.stdout.splitlines()
+    assert (run.returncode != 0) == fails, run.stderr
+    return (run.stderr if fails else run.stdout).splitlines()
 
 
 def _tags(path: Path) -> Counter[str]:
@@ -130,6 +130,13 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     best_val = {(r["row"], r["seed"]): r["test_acc_best_val"] for r in report["runs"]}
     assert overall == pytest.approx([best_val["teacher", 0], best_val["kd", 0], best_val["zskd-ours", 1]], abs=0.006)
     assert lines[-1].split()[:2] == ["agreement", "100.00"]  # the teacher agrees with itself
+
+    # a checkpoint that is not on disk (a fresh clone): the message gives the row's own command to write it
+    kd_ckpt = Path("resource/ckpt/benchmark/mnist-tiny/kd-seed0.pt")
+    kd_ckpt.rename(kd_ckpt.with_suffix(".bak"))
+    err = _per_class("results/mnist-tiny", "kd-seed0", fails=True)[-1]
+    assert "not on disk" in err and err.endswith(report["rows"]["kd"]["runs"][0]["command"])
+    kd_ckpt.with_suffix(".bak").rename(kd_ckpt)
 
 
 def test_bad_suite_scale_or_row_names_the_choices(tmp_path: Path):
