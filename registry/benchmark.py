@@ -97,6 +97,11 @@ _LENET_METHODS = (
     ("at", "attention transfer + KD on real data", "at-lenet5_half_from_lenet5.yaml"),
 )
 
+_ALEXNET_METHODS = tuple(
+    (row, label, config.replace("lenet5_half_from_lenet5", "alexnet_cifar_half_from_alexnet_cifar"))
+    for row, label, config in _LENET_METHODS
+)
+
 SUITES: dict[str, Suite] = {
     "mnist": Suite(
         "mnist", "yaml_configs/mnist", "ce-lenet5.yaml", "lenet5_half", "zskd-lenet5_half_from_lenet5.yaml",
@@ -110,7 +115,7 @@ SUITES: dict[str, Suite] = {
     ),
     "cifar10": Suite(  # needs CIFAR-10 (torchvision download) and, in practice, a GPU
         "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml", "alexnet_cifar_half",
-        "zskd-alexnet_cifar_half_from_alexnet_cifar.yaml", (), 50000, 40000,
+        "zskd-alexnet_cifar_half_from_alexnet_cifar.yaml", _ALEXNET_METHODS, 50000, 40000,
         {"teacher": 83.03, "student-ce": 80.04, "kd": 80.08, "zskd-paper": 69.56},
     ),
 }  # fmt: skip

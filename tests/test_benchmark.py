@@ -52,6 +52,26 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
 
 
+def test_cifar10_suite_plans_the_real_data_kd_rows_with_the_zskd_optimiser(tmp_path: Path):
+    """CIFAR-10 cannot run here (download, GPU): its rows are planned and derived only, never trained."""
+    suite, scale = benchmark.SUITES["cifar10"], benchmark.SCALES["paper"]
+    plans = benchmark.plan_rows(suite, scale, REPO)
+    assert [p.row for p in plans[:5]] == ["teacher", "student-ce", "kd", "dist", "at"]
+    budget = benchmark._budget(plans, scale)
+    assert budget.images == 200 * 36000  # 200 epochs of the paper's 40,000 DIs less the held-out 10%
+    shipped = "./resource/ckpt/cifar10/ce/alexnet_cifar.pt"
+    for plan in plans[2:5]:
+        config = benchmark._row_config(plan, scale, tmp_path, "zskd train", (shipped, "./t.pt"), budget)
+        config.write()
+        tree = load_config_tree(config.path)
+        assert tree["models"]["teacher_model"]["src_ckpt"] == "./t.pt"  # the suite's own teacher
+        assert tree["models"]["student_model"]["key"] == "alexnet_cifar_half"
+        train = tree["train"]
+        assert train["optimizer"] == {"key": "Adam", "kwargs": {"lr": 0.001}}  # the CIFAR-10 ZSKD config's
+        assert train["train_data_loader"]["kwargs"]["batch_size"] == 64
+        assert train["num_epochs"] == 160  # 7.2 million images over the 45,000 real training images
+
+
 def test_a_scale_sets_its_budget_by_epochs_or_by_images_not_both():
     with pytest.raises(ValueError, match="exactly one of epochs and images"):
         benchmark.Scale("x", epochs=10, zskd_impressions=None, paper_iters=1, sweep_fractions=(), seeds=1, images=100)
