@@ -361,6 +361,7 @@ def run_suite(
     only: Sequence[str] | None = None,
     progress: bool = True,
     configs_root: str | Path = ".",
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) every row of a suite and write ``<out_root>/<suite>[-<scale>].json``, ``.md`` and ``.png``.
 
@@ -373,6 +374,10 @@ def run_suite(
         only: run only these rows (e.g. ``["teacher", "zskd-ours"]``); the report covers every row measured so far.
         progress: progress bars.
         configs_root: the folder holding ``yaml_configs/`` (the repository root).
+        report_only: run nothing; write the table from the recorded rows whose config is current, the teacher's as
+            recorded (its checkpoint need not be on disk, e.g. in a fresh clone) and the student rows distilled from
+            it. Training is not bitwise reproducible across CPU kinds, so a teacher trained again elsewhere can get
+            other weights, and then no recorded student row is its.
 
     Returns:
         The report that was written as JSON.
@@ -391,6 +396,8 @@ def run_suite(
     out_dir = Path(out_root) / stem
     plans = plan_rows(suite, scale, configs_root)
     known = {p.row for p in plans}
+    if report_only and only:
+        raise ValueError("report_only runs no row, so it takes no `only` rows; drop one of the two")
     if only and not set(only) <= known:
         raise ValueError(f"unknown row(s) {sorted(set(only) - known)}; rows are {sorted(known)}")
     shipped_teacher = load_config_tree(plans[0].template)["models"]["model"]["dst_ckpt"]
@@ -405,7 +412,7 @@ def run_suite(
         )
         row_file = out_dir / "rows" / f"{plan.name}.json"
         previous = _read_row(row_file)
-        why = _why_stale(plan, previous, config, teacher_ckpt, teacher_sha)
+        why = _why_stale(plan, previous, config, None if report_only else teacher_ckpt, teacher_sha)
         if why is None:
             assert previous is not None
             config.write()
@@ -413,7 +420,7 @@ def run_suite(
             if plan.row == "teacher":
                 teacher_sha = previous["checkpoint_sha256"]
             continue
-        if only and plan.row not in only:
+        if report_only or (only and plan.row not in only):
             if previous is not None:  # measured once, but no longer with this config or teacher
                 _logger.warning("benchmark %s: %s left out of the table: %s; rerun it with --only %s",
                                 stem, plan.name, why, plan.row)  # fmt: skip
@@ -484,16 +491,22 @@ def _read_row(row_file: Path) -> dict[str, Any] | None:
 
 
 def _why_stale(
-    plan: RowPlan, previous: dict[str, Any] | None, config: _RowConfig, teacher_ckpt: Path, teacher_sha: str | None
+    plan: RowPlan,
+    previous: dict[str, Any] | None,
+    config: _RowConfig,
+    teacher_ckpt: Path | None,
+    teacher_sha: str | None,
 ) -> str | None:
     """Why a row's recorded result cannot be reused (None: it can). A student row is reused only if it was
     distilled from the teacher checkpoint the table now reports; the teacher row only if that checkpoint is on disk
-    with the weights it recorded."""
+    with the weights it recorded (not checked when ``teacher_ckpt`` is None: the table as recorded)."""
     if previous is None:
         return "not measured yet"
     if previous.get("config_sha256") != config.sha256:
         return f"its config changed since it was measured ({config.path})"
     if plan.row == "teacher":
+        if teacher_ckpt is None:
+            return None
         if not teacher_ckpt.is_file():
             return f"its checkpoint {teacher_ckpt} is missing"
         if previous.get("checkpoint_sha256") != _weights_sha256(teacher_ckpt):

@@ -234,6 +234,13 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
     # and --only teacher trains it again; the same weights keep every student row
     teacher_pt.unlink()
     fake.calls.clear()
+    # report_only trains nothing and needs no checkpoint: the table as recorded, every row of it
+    def report() -> dict:
+        return benchmark.run_suite("mnist", "tiny", "results", configs_root=REPO, report_only=True)
+
+    assert report()["rows"] == first["rows"] and fake.calls == [] and not teacher_pt.exists()
+    with pytest.raises(ValueError, match="drop one"):
+        benchmark.run_suite("mnist", "tiny", "results", only=["kd"], configs_root=REPO, report_only=True)
     with pytest.raises(FileNotFoundError, match="--only teacher"):
         run(["kd"])
     assert run(["teacher"])["rows"].keys() == first["rows"].keys() and fake.calls == ["teacher-seed0"]

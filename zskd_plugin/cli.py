@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
     bench.add_argument("--only", nargs="+", default=None, help="run only these rows (e.g. teacher zskd-ours)")
     bench.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the table from the rows recorded under --out (no checkpoint needed)",
+    )
+    bench.add_argument(
         "--configs-root", default=".", help="the folder holding yaml_configs/ (default: the current one)"
     )
     return parser
@@ -75,7 +80,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     from .registry.benchmark import run_suite
 
     report = run_suite(
-        args.suite, args.scale, args.out, device=args.device, only=args.only, configs_root=args.configs_root
+        args.suite,
+        args.scale,
+        args.out,
+        device=args.device,
+        only=args.only,
+        configs_root=args.configs_root,
+        report_only=args.report_only,
     )
     for row, entry in report["rows"].items():
         acc = entry["accuracy"]
