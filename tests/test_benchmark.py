@@ -235,10 +235,8 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
     teacher_pt.unlink()
     fake.calls.clear()
     # report_only trains nothing and needs no checkpoint: the table as recorded, every row of it
-    def report() -> dict:
-        return benchmark.run_suite("mnist", "tiny", "results", configs_root=REPO, report_only=True)
-
-    assert report()["rows"] == first["rows"] and fake.calls == [] and not teacher_pt.exists()
+    recorded = benchmark.run_suite("mnist", "tiny", "results", configs_root=REPO, report_only=True)
+    assert recorded["rows"] == first["rows"] and fake.calls == [] and not teacher_pt.exists()
     with pytest.raises(ValueError, match="drop one"):
         benchmark.run_suite("mnist", "tiny", "results", only=["kd"], configs_root=REPO, report_only=True)
     with pytest.raises(FileNotFoundError, match="--only teacher"):

@@ -224,7 +224,6 @@ def test_config_rejects_negative_prior_weights(field):
         SynthesisConfig(**{field: -0.1})
 
 
-
 def _mean_loss_over_shifts(teacher, images, targets):
     """Mean tempered cross-entropy of ``images`` against ``targets`` over their nine circular shifts of <= 1 px."""
     with torch.no_grad():
