@@ -5,10 +5,9 @@ import torch
 from conftest import make_tiny_teacher
 
 from zskd_plugin.builder import build_impression_dataset, make_impression_store
-from zskd_plugin.impressions import ImpressionConfig, open_store, plan_parts
+from zskd_plugin.impressions import ImpressionConfig, plan_parts
 from zskd_plugin.store import ImpressionStore, PartData, StoreError
 from zskd_plugin.synthesis import SynthesisConfig
-from zskd_plugin.teacher import InputConfig
 
 SYN = {"num_iters": 5, "lr": 0.05, "batch_size": 8}
 
@@ -153,16 +152,3 @@ def test_another_classifier_path_gets_another_store(tmp_path):
     auto = _store(tmp_path, teacher)
     named = _store(tmp_path, dict(teacher, classifier_path="head.fc"))
     assert named.path != auto.path
-
-
-def test_store_keys_stay_those_of_stores_made_before_jitter_existed():
-    # keys computed by the code before `jitter` was a synthesis setting: a store made then is still found
-    teacher, inputs = make_tiny_teacher(), InputConfig((1, 8, 8), (0.5,), (0.25,))
-
-    def key(**synthesis) -> str:
-        config = ImpressionConfig(num_impressions=8, synthesis=SynthesisConfig(num_iters=10, **synthesis))
-        return open_store("unused", teacher, inputs, config, 4, "tiny").path.name
-
-    assert key() == "tiny-0d7212671a4b3fe7"
-    assert key(lr_schedule="cosine", tv_weight=1.0) == "tiny-69f5517e43e1d990"
-    assert key(jitter=2) not in (key(), key(jitter=1))  # jitter changes the DIs, so it enters the key when set

@@ -222,33 +222,3 @@ def test_total_variation_of_known_images():
 def test_config_rejects_negative_prior_weights(field):
     with pytest.raises(ValueError, match=field):
         SynthesisConfig(**{field: -0.1})
-
-
-def _mean_loss_over_shifts(teacher, images, targets):
-    """Mean tempered cross-entropy of ``images`` against ``targets`` over their nine circular shifts of <= 1 px."""
-    with torch.no_grad():
-        return torch.stack(
-            [
-                _tempered_ce(teacher((torch.roll(images, (dy, dx), dims=(2, 3)) - 0.5) / 0.25), targets, 20.0)
-                for dy in (-1, 0, 1)
-                for dx in (-1, 0, 1)
-            ]
-        ).mean()
-
-
-def test_jitter_makes_dis_hold_their_targets_when_shifted(tiny_teacher):
-    targets = _targets(tiny_teacher, n_per_class=16)
-    with frozen_teacher(tiny_teacher):
-        plain = _run(tiny_teacher, targets, SynthesisConfig(num_iters=150))
-        jittered = _run(tiny_teacher, targets, SynthesisConfig(num_iters=150, jitter=1))
-        again = _run(tiny_teacher, targets, SynthesisConfig(num_iters=150, jitter=1))
-    shifted_plain = _mean_loss_over_shifts(tiny_teacher, plain.images, targets)
-    assert _mean_loss_over_shifts(tiny_teacher, jittered.images, targets) < shifted_plain - 0.05
-    assert jittered.agreement.float().mean() >= 0.8
-    assert torch.equal(jittered.images, again.images)  # the shifts come from the part's generator
-
-
-@pytest.mark.parametrize("value", [-1, 1.5, True])
-def test_config_rejects_a_bad_jitter(value):
-    with pytest.raises(ValueError, match="jitter"):
-        SynthesisConfig(jitter=value)

@@ -120,15 +120,12 @@ def open_store(
     classifier_path: str | None = None,
 ) -> ImpressionStore:
     """The store for this teacher and config (nothing is written); its folder name carries a key of both."""
-    impressions = config.to_dict()
-    if not impressions["synthesis"]["jitter"]:  # a later setting: left out while off, so older stores keep their key
-        del impressions["synthesis"]["jitter"]
     spec = {
         "format_version": FORMAT_VERSION,
         "teacher": {"name": name, "sha256": teacher_fingerprint(teacher), "classifier_path": classifier_path},
         "input": dataclasses.asdict(input_config),
         "num_classes": num_classes,
-        "impressions": impressions,
+        "impressions": config.to_dict(),
     }
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

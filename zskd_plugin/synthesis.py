@@ -18,8 +18,6 @@ Mahendran and Vedaldi, "Understanding Deep Image Representations by Inverting Th
 
 per image. Without them Data Impressions are saturated textures (three quarters of MNIST DI pixels end exactly at 0
 or 1); with them they are smoother and darker, and students distilled on them generalise better to real images.
-DeepInversion's random jitter is there too (``jitter``): at every step the teacher sees the batch circularly shifted
-by a few pixels, so a DI keeps its target under small shifts.
 """
 
 from __future__ import annotations
@@ -76,9 +74,6 @@ class SynthesisConfig:
         tv_weight: weight of the total-variation prior ``R_TV`` (pixel space) in the objective; 0: the paper's.
         l2_weight: weight of the ``R_l2`` prior on the normalised input (pulls pixels towards the input mean);
             0: the paper's.
-        jitter: at every step the teacher sees the images circularly shifted by up to this many pixels per axis
-            (one random shift per batch and step, drawn from the part's generator), DeepInversion's random jitter
-            (Yin et al. 2020), so a DI holds its target under small shifts; 0: the paper's (no shift).
     """
 
     num_iters: int = 200
@@ -95,10 +90,9 @@ class SynthesisConfig:
     lr_schedule: str = "constant"
     tv_weight: float = 0.0
     l2_weight: float = 0.0
-    jitter: int = 0
 
     def __post_init__(self) -> None:
-        for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1), ("jitter", 0)):
+        for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"synthesis {name} must be an integer >= {least}, got {value!r}")
@@ -254,15 +248,6 @@ class SynthesisLoss:
         return self._fn(x, targets)
 
 
-def _jittered(x: Tensor, jitter: int, generator: torch.Generator) -> Tensor:
-    """``x`` as the teacher sees it at one step: circularly shifted by a random offset of at most ``jitter``
-    pixels per axis (one draw for the batch); ``x`` itself when ``jitter`` is 0."""
-    if not jitter:
-        return x
-    dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-
-
 def synthesize_batch(
     teacher: nn.Module,
     targets: Tensor,
@@ -312,7 +297,7 @@ def synthesize_batch(
     (beta1, beta2), early_stop = _ADAM_BETAS, config.early_stop_tol > 0
     for step in range(1, config.num_iters + 1):
         x.requires_grad_(True)
-        losses = loss_fn(_jittered(x, config.jitter, generator), y)
+        losses = loss_fn(x, y)
         (grad,) = torch.autograd.grad(losses.sum(), x)
         x = x.detach()
         exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
