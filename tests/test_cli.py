@@ -46,7 +46,7 @@ def test_missing_config_and_bad_values(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["synthesize", "--config", str(_write(tmp_path, "temperature: -1"))]) == 2
-    assert "temperature must be a positive" in capsys.readouterr().err
+    assert "synthesis temperature must be a finite number > 0, got -1" in capsys.readouterr().err
 
 
 def test_prepare_data_reuses_verified_files(mnist_root, capsys):

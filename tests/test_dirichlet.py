@@ -48,8 +48,8 @@ def test_split_counts_sums_exactly():
     [
         ({"betas": (1.0, 0.1), "beta_shares": (1.0,)}, "same length"),
         ({"betas": (1.0, 0.1), "beta_shares": (0.7, 0.7)}, "sum to 1"),
-        ({"betas": (1.0, -0.1)}, "positive"),
-        ({"betas": ()}, "at least one"),
+        ({"betas": (1.0, -0.1)}, r"betas\[1\] must be a finite number > 0"),
+        ({"betas": ()}, "betas must be a non-empty list"),
     ],
 )
 def test_config_rejects_betas_and_shares_that_do_not_fit(kwargs, message):

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import check_number
+
 __all__ = ["ImpressionAugment", "gaussian_blur_per_image"]
 
 
@@ -72,26 +74,12 @@ class ImpressionAugment:
         contrast: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        if (
-            degrees < 0
-            or not 0 <= translate < 1
-            or not 0 <= scale < 1
-            or not 0 <= hflip <= 1
-            or blur_sigma < 0
-            or not 0 <= contrast < 1
-        ):
-            raise ValueError(
-                "expected degrees >= 0, 0 <= translate < 1, 0 <= scale < 1, 0 <= hflip <= 1, blur_sigma >= 0, "
-                f"0 <= contrast < 1; got degrees={degrees}, translate={translate}, scale={scale}, hflip={hflip}, "
-                f"blur_sigma={blur_sigma}, contrast={contrast}"
-            )
-        self.degrees, self.translate, self.scale, self.hflip = (
-            float(degrees),
-            float(translate),
-            float(scale),
-            float(hflip),
-        )
-        self.blur_sigma, self.contrast = float(blur_sigma), float(contrast)
+        self.degrees = check_number(degrees, "ImpressionAugment degrees", low=0)
+        self.translate = check_number(translate, "ImpressionAugment translate", low=0, high=1, high_open=True)
+        self.scale = check_number(scale, "ImpressionAugment scale", low=0, high=1, high_open=True)
+        self.hflip = check_number(hflip, "ImpressionAugment hflip", low=0, high=1)
+        self.blur_sigma = check_number(blur_sigma, "ImpressionAugment blur_sigma", low=0)
+        self.contrast = check_number(contrast, "ImpressionAugment contrast", low=0, high=1, high_open=True)
         self.generator = generator
 
     def _uniform(self, n: int, bound: float) -> Tensor:

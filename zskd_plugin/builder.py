@@ -6,6 +6,7 @@ torchdistill (the registry layer passes in a model resolver for torchdistill's r
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -14,8 +15,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .config import config_from_mapping
-from .dataset import DataImpressionDataset, split_indices
+from .config import check_bool, check_choice, check_int, check_number, check_optional_str, config_from_mapping
+from .dataset import LABEL_MODES, DataImpressionDataset, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
@@ -25,7 +26,7 @@ from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_con
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["build_impression_dataset", "make_impression_store"]
+__all__ = ["build_impression_dataset", "check_dataset_kwargs", "make_impression_store"]
 
 SPLITS = ("train", "val", "all")
 
@@ -33,13 +34,46 @@ SPLITS = ("train", "val", "all")
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(check_optional_str(device, "device"))
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
 
 
 def _distributed() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _checked_settings(
+    teacher: Mapping[str, Any] | TeacherSpec,
+    num_impressions: int,
+    store_root: str | os.PathLike,
+    seed: int,
+    synthesis: Mapping[str, Any] | SynthesisConfig | None,
+    dirichlet: Mapping[str, Any] | DirichletConfig | None,
+    num_classes: int | None,
+    device: str,
+    progress: bool,
+) -> tuple[TeacherSpec, ImpressionConfig]:
+    """Every store setting checked, by name, without touching the teacher or the disk."""
+    spec = TeacherSpec.from_dict(teacher)
+    config = ImpressionConfig(
+        num_impressions=num_impressions,
+        seed=seed,
+        dirichlet=config_from_mapping(DirichletConfig, dirichlet, "dirichlet"),
+        synthesis=config_from_mapping(SynthesisConfig, synthesis, "synthesis"),
+    )
+    if isinstance(store_root, str):
+        check_optional_str(store_root, "store_root")
+    elif not isinstance(store_root, os.PathLike):
+        raise ValueError(f"store_root must be a folder path, got {store_root!r}")
+    if num_classes is not None:
+        check_int(num_classes, "num_classes", least=2)
+    _resolve_device(device)
+    check_bool(progress, "progress")
+    return spec, config
 
 
 def make_impression_store(
@@ -59,12 +93,8 @@ def make_impression_store(
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node N``; gloo on CPU, NCCL on GPU) every rank makes
     its share of the parts, rank 0 writes the manifest once all are done, and then every rank opens the store.
     """
-    spec = TeacherSpec.from_dict(teacher)
-    config = ImpressionConfig(
-        num_impressions=num_impressions,
-        seed=seed,
-        dirichlet=config_from_mapping(DirichletConfig, dirichlet, "dirichlet"),
-        synthesis=config_from_mapping(SynthesisConfig, synthesis, "synthesis"),
+    spec, config = _checked_settings(
+        teacher, num_impressions, store_root, seed, synthesis, dirichlet, num_classes, device, progress
     )
     model = load_teacher(spec, resolver)
     input_config = resolve_input_config(model, spec)
@@ -76,6 +106,7 @@ def make_impression_store(
         store_root=store_root,
         num_classes=num_classes,
         classifier_path=spec.classifier_path,
+        output=spec.output,
         name=spec.key.rsplit(".", 1)[-1],
         device=_resolve_device(device),
     )
@@ -115,6 +146,33 @@ def _stop_if_any_rank_failed(error: Exception | None, rank: int) -> None:
         )
 
 
+def _check_split(split: str, val_fraction: float, label_mode: str | None) -> None:
+    check_choice(split, "split", SPLITS)
+    check_number(val_fraction, "val_fraction", low=0, high=1, high_open=True)
+    if split == "val" and not val_fraction > 0:
+        raise ValueError("split 'val' needs val_fraction > 0 (the share of impressions held out), e.g. 0.1")
+    if label_mode is not None:
+        check_choice(label_mode, "label_mode", LABEL_MODES)
+
+
+def check_dataset_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Check the keyword arguments of :func:`build_impression_dataset` as a YAML gives them (names, then values)
+    without loading the teacher or touching the disk, so a config's mistakes surface before any synthesis.
+
+    Transforms are left to the builder (in a YAML they are calls not made yet)."""
+    params = inspect.signature(build_impression_dataset).parameters
+    valid = [name for name in params if name != "resolver"]
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise TypeError(f"unknown Data Impression dataset key(s) {unknown}; valid keys: {valid}")
+    missing = [name for name in ("teacher", "num_impressions") if name not in kwargs]
+    if missing:
+        raise TypeError(f"the Data Impression dataset needs {missing}; valid keys: {valid}")
+    values = {name: kwargs.get(name, p.default) for name, p in params.items() if name != "resolver"}
+    _check_split(values["split"], values["val_fraction"], values["label_mode"])
+    _checked_settings(**{name: values[name] for name in inspect.signature(_checked_settings).parameters})
+
+
 def build_impression_dataset(
     teacher: Mapping[str, Any] | TeacherSpec,
     num_impressions: int,
@@ -152,10 +210,10 @@ def build_impression_dataset(
         progress: show a progress bar while synthesising.
         resolver: extra model registry for the teacher lookup.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if split == "val" and not val_fraction > 0:
-        raise ValueError("split 'val' needs val_fraction > 0 (the share of impressions held out), e.g. 0.1")
+    _check_split(split, val_fraction, label_mode)
+    for name, fn in (("transform", transform), ("batch_transform", batch_transform)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be a callable transform (an !import_call of one), got {fn!r}")
     store = make_impression_store(
         teacher, num_impressions, store_root, seed, synthesis, dirichlet, num_classes, device, progress, resolver
     )

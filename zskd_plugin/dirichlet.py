@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import check_number, check_numbers
+
 __all__ = ["DirichletConfig", "sample_soft_targets", "split_counts"]
 
 
@@ -35,24 +37,21 @@ class DirichletConfig:
     epsilon: float = 1e-4
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        object.__setattr__(self, "beta_shares", tuple(float(s) for s in self.beta_shares))
-        if not self.betas:
-            raise ValueError("betas must name at least one concentration scale, e.g. betas: [1.0, 0.1]")
-        if any(not np.isfinite(b) or b <= 0 for b in self.betas):
-            raise ValueError(f"every beta must be a positive number, got betas={list(self.betas)}")
-        if len(self.beta_shares) != len(self.betas):
+        betas = check_numbers(self.betas, "dirichlet betas", low=0, low_open=True)
+        shares = check_numbers(self.beta_shares, "dirichlet beta_shares", low=0)
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "beta_shares", shares)
+        if len(shares) != len(betas):
             raise ValueError(
-                f"betas and beta_shares must have the same length (one share per beta), got {len(self.betas)} betas "
-                f"{list(self.betas)} and {len(self.beta_shares)} shares {list(self.beta_shares)}"
+                f"dirichlet betas and beta_shares must have the same length (one share per beta), got {len(betas)} "
+                f"betas {list(betas)} and {len(shares)} shares {list(shares)}"
             )
-        if any(not np.isfinite(s) or s < 0 for s in self.beta_shares) or abs(sum(self.beta_shares) - 1.0) > 1e-6:
+        if abs(sum(shares) - 1.0) > 1e-6:
             raise ValueError(
-                f"beta_shares must be non-negative and sum to 1, got {list(self.beta_shares)} "
-                f"(sum {sum(self.beta_shares):.6g}); e.g. beta_shares: [0.5, 0.5]"
+                f"dirichlet beta_shares must sum to 1, got {list(shares)} (sum {sum(shares):.6g}); "
+                "e.g. beta_shares: [0.5, 0.5]"
             )
-        if not self.epsilon > 0:
-            raise ValueError(f"epsilon must be > 0 so every Dirichlet concentration is positive, got {self.epsilon}")
+        check_number(self.epsilon, "dirichlet epsilon", low=0, low_open=True)
 
 
 def split_counts(total: int, shares: tuple[float, ...]) -> list[int]:

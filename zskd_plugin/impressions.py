@@ -23,11 +23,12 @@ from filelock import FileLock
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import check_int
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
 from .synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, module_device, synthesize_batch
-from .teacher import InputConfig, teacher_fingerprint
+from .teacher import InputConfig, check_logits, teacher_fingerprint
 
 _logger = logging.getLogger(__name__)
 
@@ -51,14 +52,10 @@ class ImpressionConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.num_impressions, bool)
-            or not isinstance(self.num_impressions, int)
-            or self.num_impressions <= 0
-        ):
-            raise ValueError(f"num_impressions must be a positive integer, got {self.num_impressions!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int(self.num_impressions, "num_impressions", least=1)
+        check_int(self.seed, "seed", least=0)
+        if not isinstance(self.dirichlet, DirichletConfig) or not isinstance(self.synthesis, SynthesisConfig):
+            raise TypeError("ImpressionConfig takes a DirichletConfig and a SynthesisConfig")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,11 +115,22 @@ def open_store(
     num_classes: int,
     name: str = "teacher",
     classifier_path: str | None = None,
+    output: int | str | None = None,
 ) -> ImpressionStore:
-    """The store for this teacher and config (nothing is written); its folder name carries a key of both."""
+    """The store for this teacher and config (nothing is written); its folder name carries a key of both.
+
+    ``output`` (the teacher's output selector) enters the key only when set, so the stores of teachers that
+    return plain logits keep their keys."""
+    teacher_spec: dict[str, Any] = {
+        "name": name,
+        "sha256": teacher_fingerprint(teacher),
+        "classifier_path": classifier_path,
+    }
+    if output is not None:
+        teacher_spec["output"] = output
     spec = {
         "format_version": FORMAT_VERSION,
-        "teacher": {"name": name, "sha256": teacher_fingerprint(teacher), "classifier_path": classifier_path},
+        "teacher": teacher_spec,
         "input": dataclasses.asdict(input_config),
         "num_classes": num_classes,
         "impressions": config.to_dict(),
@@ -139,6 +147,7 @@ def synthesize_impressions(
     store_root: str | os.PathLike,
     num_classes: int | None = None,
     classifier_path: str | None = None,
+    output: int | str | None = None,
     name: str = "teacher",
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -159,7 +168,7 @@ def synthesize_impressions(
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
     _check_input_fits(teacher, input_config, num_classes, name)
-    store = open_store(store_root, teacher, input_config, config, num_classes, name, classifier_path)
+    store = open_store(store_root, teacher, input_config, config, num_classes, name, classifier_path, output)
     if store.is_complete() and not store.missing_parts():
         _logger.info("reusing complete Data Impression store %s", store.path)
         return store
@@ -181,12 +190,14 @@ def synthesize_impressions(
 
 
 def _check_input_fits(teacher: nn.Module, input_config: InputConfig, num_classes: int, name: str) -> None:
-    """One forward pass on a blank image, so a wrong input size fails here with a message, not mid-synthesis."""
+    """One forward pass on a few noise images, so a wrong input size, a structured output or a teacher that returns
+    probabilities fails here with a message, not mid-synthesis."""
+    probe = torch.rand((4, *input_config.input_size), generator=torch.Generator().manual_seed(0))
     was_training = teacher.training
     teacher.eval()
     try:
         with torch.no_grad():
-            logits = teacher(torch.zeros((1, *input_config.input_size), device=module_device(teacher)))
+            out = teacher(probe.to(module_device(teacher)))
     except RuntimeError as exc:
         raise ValueError(
             f"input_size {list(input_config.input_size)} does not fit teacher {name!r} ({exc}); set the teacher's "
@@ -194,9 +205,11 @@ def _check_input_fits(teacher: nn.Module, input_config: InputConfig, num_classes
         ) from None
     finally:
         teacher.train(was_training)
-    if tuple(logits.shape) != (1, num_classes):
+    logits = check_logits(out, name)
+    if tuple(logits.shape) != (probe.shape[0], num_classes):
         raise ValueError(
-            f"teacher {name!r} returns shape {tuple(logits.shape)} for one image, expected (1, {num_classes}) logits"
+            f"teacher {name!r} returns shape {tuple(logits.shape)} for {probe.shape[0]} images, expected "
+            f"({probe.shape[0]}, {num_classes}) logits"
         )
 
 

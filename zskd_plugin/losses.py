@@ -14,6 +14,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check_choice, check_number, check_optional_str
+
 __all__ = ["ZSKDLoss", "zskd_kd_loss"]
 
 
@@ -102,10 +104,12 @@ class ZSKDLoss(nn.Module):
         target_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"ZSKDLoss temperature must be > 0, got {temperature}")
-        if not target_weight >= 0:
-            raise ValueError(f"ZSKDLoss target_weight must be >= 0, got {target_weight}")
+        for name, path in (("student_module_path", student_module_path), ("teacher_module_path", teacher_module_path)):
+            check_optional_str(path, f"ZSKDLoss {name}")
+        for name, io in (("student_module_io", student_module_io), ("teacher_module_io", teacher_module_io)):
+            check_choice(io, f"ZSKDLoss {name}", ("output", "input"))
+        check_number(temperature, "ZSKDLoss temperature", low=0, low_open=True)
+        check_number(target_weight, "ZSKDLoss target_weight", low=0)
         self.student_module_path = student_module_path
         self.student_module_io = student_module_io
         self.teacher_module_path = teacher_module_path

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check_bool, check_choice, check_int, check_number
+
 __all__ = [
     "SynthesisConfig",
     "SynthesisResult",
@@ -93,21 +95,15 @@ class SynthesisConfig:
 
     def __post_init__(self) -> None:
         for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"synthesis {name} must be an integer >= {least}, got {value!r}")
+            check_int(getattr(self, name), f"synthesis {name}", least)
         for name in ("lr", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"synthesis {name} must be a positive finite number, got {value!r}")
+            check_number(getattr(self, name), f"synthesis {name}", low=0, low_open=True)
         for name in ("early_stop_tol", "tv_weight", "l2_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"synthesis {name} must be a finite number >= 0 (0 disables it), got {value!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"synthesis lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"synthesis precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+            check_number(getattr(self, name), f"synthesis {name}", low=0)
+        for name in ("minmax_rescale", "warm_start", "channels_last", "compile"):
+            check_bool(getattr(self, name), f"synthesis {name}")
+        check_choice(self.lr_schedule, "synthesis lr_schedule", LR_SCHEDULES)
+        check_choice(self.precision, "synthesis precision", PRECISIONS)
         if self.early_stop_tol > 0 and self.minmax_rescale:
             raise ValueError(
                 "synthesis early_stop_tol needs minmax_rescale: false (the release's whole-batch rescaling couples "

@@ -12,7 +12,7 @@ import hashlib
 import importlib
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import config_from_mapping
+from .config import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_numbers,
+    check_optional_str,
+    config_from_mapping,
+)
 from .models import MODEL_ENTRYPOINTS
 
 _logger = logging.getLogger(__name__)
@@ -28,9 +35,12 @@ _logger = logging.getLogger(__name__)
 __all__ = [
     "InputConfig",
     "TeacherSpec",
+    "check_logits",
+    "check_output_selector",
     "load_checkpoint_state",
     "load_teacher",
     "resolve_input_config",
+    "select_output",
     "state_dict_sha256",
     "teacher_fingerprint",
 ]
@@ -60,8 +70,10 @@ class TeacherSpec:
         mean: per-channel input normalisation mean; default from ``pretrained_cfg``.
         std: per-channel input normalisation std; default from ``pretrained_cfg``.
         allow_unsafe_checkpoint: load the checkpoint with ``weights_only=False`` (runs pickled code: only for files
-            you trust).
+            you trust). Only a YAML boolean ``true`` switches it on; any other value is a config error.
         repo_or_dir: torchdistill's torch.hub argument, passed to registry lookups.
+        output: where the logits are when the model's ``forward`` returns a tuple, list or dict: an index or a key
+            (e.g. ``0`` or ``'logits'``). None: the output is the logits tensor itself.
     """
 
     key: str
@@ -74,19 +86,33 @@ class TeacherSpec:
     std: tuple[float, ...] | None = None
     allow_unsafe_checkpoint: bool = False
     repo_or_dir: str | None = None
+    output: int | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise ValueError(f"teacher key must be a model name or dotted path, got {self.key!r}")
-        if self.source is not None and self.source not in SOURCES:
-            raise ValueError(f"teacher source {self.source!r} is unknown; use one of {list(SOURCES)} or leave it out")
+        if self.source is not None:
+            check_choice(self.source, "teacher source (or leave it out)", SOURCES)
+        if self.kwargs is not None and (
+            not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs)
+        ):
+            raise ValueError(f"teacher kwargs must be a mapping of constructor arguments, got {self.kwargs!r}")
         object.__setattr__(self, "kwargs", dict(self.kwargs or {}))
-        for name in ("input_size", "mean", "std"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
-        if self.input_size is not None and (len(self.input_size) != 3 or any(int(v) <= 0 for v in self.input_size)):
-            raise ValueError(f"teacher input_size must be [channels, height, width], got {list(self.input_size)}")
+        for name in ("src_ckpt", "classifier_path", "repo_or_dir"):
+            check_optional_str(getattr(self, name), f"teacher {name}")
+        check_bool(self.allow_unsafe_checkpoint, "teacher allow_unsafe_checkpoint")
+        check_output_selector(self.output, "teacher output")
+        if self.input_size is not None:
+            if isinstance(self.input_size, (str, Mapping)) or not isinstance(self.input_size, Sequence):
+                raise ValueError(f"teacher input_size must be [channels, height, width], got {self.input_size!r}")
+            size = tuple(self.input_size)
+            if len(size) != 3:
+                raise ValueError(f"teacher input_size must be [channels, height, width], got {list(size)}")
+            object.__setattr__(self, "input_size", tuple(check_int(v, "teacher input_size", least=1) for v in size))
+        if self.mean is not None:
+            object.__setattr__(self, "mean", check_numbers(self.mean, "teacher mean"))
+        if self.std is not None:
+            object.__setattr__(self, "std", check_numbers(self.std, "teacher std", low=0, low_open=True))
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any] | TeacherSpec) -> TeacherSpec:
@@ -109,6 +135,65 @@ class InputConfig:
 
     def std_tensor(self) -> Tensor:
         return torch.tensor(self.std, dtype=torch.float32)
+
+
+def check_output_selector(selector: Any, name: str) -> int | str | None:
+    """None, an integer index or a non-empty string key: where the logits sit in a model's structured output."""
+    if selector is None or (isinstance(selector, int) and not isinstance(selector, bool)):
+        return selector
+    if isinstance(selector, str) and selector:
+        return selector
+    raise ValueError(
+        f"{name} must be an index (e.g. 0) or a key (e.g. 'logits') of the model's output, got {selector!r}"
+    )
+
+
+def describe_output(out: Any) -> str:
+    """A short description of a model output: ``Tensor(1, 10)``, ``tuple of 2 [Tensor(1, 10), Tensor(1, 84)]``."""
+    if isinstance(out, Tensor):
+        return f"Tensor{tuple(out.shape)}"
+    if isinstance(out, Mapping):
+        return f"{type(out).__name__} with keys {list(out)}"
+    if isinstance(out, (tuple, list)):
+        return f"{type(out).__name__} of {len(out)} [{', '.join(describe_output(o) for o in out)}]"
+    return type(out).__name__
+
+
+def select_output(model: nn.Module, selector: int | str | None, name: str = "teacher") -> nn.Module:
+    """Make ``model`` return ``forward(...)[selector]`` (a forward hook: its modules, names and weights are
+    unchanged, so ``classifier_path`` and checkpoints read the same); ``model`` as it is for ``None``."""
+    check_output_selector(selector, f"{name} output")
+    if selector is None:
+        return model
+
+    def pick(module: nn.Module, args: Any, out: Any) -> Any:
+        try:
+            return out[selector]
+        except (IndexError, KeyError, TypeError):
+            raise ValueError(
+                f"{name} `output: {selector!r}` does not select anything in its output, which is a "
+                f"{describe_output(out)}; set `output:` to the index or key of the logits"
+            ) from None
+
+    model.register_forward_hook(pick)
+    return model
+
+
+def check_logits(out: Any, name: str) -> Tensor:
+    """``out`` when it looks like a batch of logits; a clear error for structured outputs and probabilities."""
+    if not isinstance(out, Tensor):
+        raise ValueError(
+            f"teacher {name!r} returns a {describe_output(out)}, not a logits tensor; set `output:` in the teacher "
+            "config to the index (e.g. 0) or key (e.g. 'logits') where its logits are"
+        )
+    if out.dim() == 2 and out.shape[1] > 1 and bool((out >= 0).all()):
+        if bool(((out.double().sum(dim=1) - 1).abs() < 1e-4).all()):
+            raise ValueError(
+                f"teacher {name!r} returns probabilities (every row non-negative and summing to 1), not logits; "
+                "synthesis and the ZSKD loss apply their own tempered softmax. Remove the final softmax from its "
+                "forward (or return the scores before it, with `output:` if the model returns both)"
+            )
+    return out
 
 
 def _import_object(path: str) -> Any:
@@ -154,8 +239,10 @@ def load_checkpoint_state(path: str | Path, allow_unsafe: bool = False) -> dict[
     """Read a model state dict from a torchdistill checkpoint, a plain state dict or a ``.safetensors`` file.
 
     ``torch.load`` runs with ``weights_only=True`` (``argparse.Namespace`` is allowed, since torchdistill saves its
-    command-line args beside the weights) unless ``allow_unsafe`` is set.
+    command-line args beside the weights) unless ``allow_unsafe`` is the boolean ``True``; any other value (the
+    string ``'false'`` included) is refused before the file is opened.
     """
+    allow_unsafe = check_bool(allow_unsafe, "allow_unsafe_checkpoint")
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -188,7 +275,7 @@ def load_checkpoint_state(path: str | Path, allow_unsafe: bool = False) -> dict[
 
 def load_teacher(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn.Module:
     """Build the teacher, load its checkpoint (strictly) and return it in eval mode on the CPU."""
-    model = _build_model(spec, resolver)
+    model = select_output(_build_model(spec, resolver), spec.output)
     if spec.src_ckpt:
         state = load_checkpoint_state(spec.src_ckpt, spec.allow_unsafe_checkpoint)
         try:
