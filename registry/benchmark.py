@@ -483,11 +483,17 @@ def _read_row(row_file: Path) -> dict[str, Any] | None:
     if not row_file.is_file():
         return None
     try:
-        return json.loads(row_file.read_text())
+        record = json.loads(row_file.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{row_file} is not valid JSON ({exc}); delete it and the benchmark measures that row again"
         ) from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{row_file} holds a JSON {type(record).__name__}, not a row record (an object); delete it and the "
+            "benchmark measures that row again"
+        )
+    return record
 
 
 def _why_stale(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 import torchvision  # noqa: F401  (torchdistill's registries need torchvision imported first)
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 from torchdistill.common import yaml_util
@@ -28,12 +30,12 @@ from torchdistill.models.official import get_image_classification_model
 from torchdistill.models.registry import get_model
 from tqdm.auto import tqdm
 
-from zskd_plugin.teacher import load_checkpoint_state
+from zskd_plugin.teacher import load_checkpoint_state, select_output
+
+from .config_checks import check_config
+from .yaml_edit import yaml_error_message
 
 _logger = logging.getLogger(__name__)
-
-TOP_LEVEL_KEYS = ("dependencies", "datasets", "models", "train", "test")
-
 
 @dataclass
 class PipelineResult:
@@ -50,28 +52,76 @@ class PipelineResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Load a YAML config with torchdistill's loader (which builds the ``datasets:`` block) and check its keys."""
+def _check_writable(target: Path, what: str) -> None:
+    """The nearest existing folder at or above ``target`` must be a folder we can create files in (probed: a file
+    created and removed, since permission bits say nothing for root)."""
+    folder = target
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what} {str(target)!r} lies under {str(folder)!r}, which is a file; choose another path")
+    probe = folder / f".zskd-write-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"{what} {str(target)!r} cannot be written ({exc.strerror or exc} in {str(folder)!r}); choose a writable "
+            "folder or fix its permissions"
+        ) from None
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> Path:
+    """Fail before any work, not after it: ``path`` must be a file that can be written (not a folder, not under a
+    file, in a writable folder). Nothing is left behind; an existing file is not changed."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {str(path)!r} does not exist")
-    config = yaml_util.load_yaml_file(str(path))
-    if not isinstance(config, Mapping):
-        raise ValueError(f"config {str(path)!r} is not a YAML mapping")
-    unknown = [k for k in config if k not in TOP_LEVEL_KEYS and not str(k).startswith("_")]
-    if unknown:
-        raise ValueError(f"unknown top-level key(s) {unknown} in {path}; valid: {list(TOP_LEVEL_KEYS)}")
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder; give a file path inside it instead")
+    if not path.exists():
+        _check_writable(path.parent, what)
+        return path
+    try:
+        os.close(os.open(path, os.O_WRONLY))  # opened for writing, not truncated
+    except OSError as exc:
+        raise ValueError(f"{what} {str(path)!r} cannot be written ({exc.strerror or exc})") from None
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, what: str) -> Path:
+    """Like :func:`check_output_file` for a folder that outputs go into (made when missing)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a file, not a folder; choose another path")
+    _check_writable(path, what)
+    return path
+
+
+def _load_checked(path: Path) -> dict[str, Any]:
+    """torchdistill's load of a config that :func:`check_config` passed (this builds its ``datasets:`` block)."""
+    try:
+        config = yaml_util.load_yaml_file(str(path))
+    except yaml.YAMLError as exc:  # e.g. a tag torchdistill has no constructor for
+        raise ValueError(yaml_error_message(path, exc)) from None
     import_dependencies(config.get("dependencies", None))
     return config
 
 
-def load_model(model_config: Mapping[str, Any], distributed: bool = False) -> nn.Module:
-    """torchvision name first, then torchdistill's registry (as torchdistill does); checkpoint read weights-only."""
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Check a YAML config without running it (:func:`check_config`), then load it with torchdistill's loader,
+    which builds the ``datasets:`` block (synthesising Data Impression stores)."""
+    check_config(path)
+    return _load_checked(Path(path))
+
+
+def load_model(model_config: Mapping[str, Any], distributed: bool = False, name: str = "model") -> nn.Module:
+    """torchvision name first, then torchdistill's registry (as torchdistill does); checkpoint read weights-only
+    unless ``allow_unsafe_checkpoint`` is the boolean true; ``output`` selects the logits of a structured output."""
     model = get_image_classification_model(model_config, distributed)
     if model is None:
         model = get_model(
             model_config["key"], model_config.get("repo_or_dir", None), **(model_config.get("kwargs") or {})
         )
+    model = select_output(model, model_config.get("output"), name)
     src_ckpt = model_config.get("src_ckpt", None)
     if src_ckpt:
         model.load_state_dict(load_checkpoint_state(src_ckpt, model_config.get("allow_unsafe_checkpoint", False)))
@@ -97,21 +147,28 @@ def run_pipeline(
     progress: bool = True,
 ) -> PipelineResult:
     """Train and test the pipeline of one YAML config; returns its figures."""
+    config_path = Path(config_path)
+    tree = check_config(config_path, training=True)
+    student_name = "student_model" if "student_model" in tree["models"] else "model"
+    dst_ckpt = (tree["models"].get(student_name) or {}).get("dst_ckpt")
+    if isinstance(dst_ckpt, str):  # a plain path (not a YAML call): checked before anything runs
+        check_output_file(dst_ckpt, f"models.{student_name}.dst_ckpt")
     distributed, world_size, device_ids = init_distributed_mode(1, "env://")
     if seed is not None:
         torch.manual_seed(seed)
-    config = load_config(config_path)
+    config = _load_checked(config_path)
     torch_device = torch.device(device)
     models_config = config["models"]
     teacher_config = models_config.get("teacher_model", None)
-    teacher = load_model(teacher_config, distributed).to(torch_device) if teacher_config else None
-    student_config = models_config.get("student_model", models_config.get("model"))
+    teacher = load_model(teacher_config, distributed, "teacher").to(torch_device) if teacher_config else None
+    student_config = models_config.get(student_name)
     if student_config is None:
         raise ValueError("models: needs `student_model` (or `model` for teacher training)")
-    student = load_model(student_config, distributed).to(torch_device)
+    student = load_model(student_config, distributed, "student").to(torch_device)
     dst_ckpt = student_config.get("dst_ckpt")
     if not dst_ckpt:
-        raise ValueError("models: student_model needs `dst_ckpt`, the checkpoint path to write")
+        raise ValueError(f"models: {student_name} needs `dst_ckpt`, the checkpoint path to write")
+    check_output_file(dst_ckpt, f"models.{student_name}.dst_ckpt")
     dataset_dict = config["datasets"]
     train_config = config["train"]
 

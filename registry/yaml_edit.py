@@ -7,6 +7,7 @@ the same to torchdistill's loader.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,17 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Tagged", "dump_config", "find_calls", "load_config_tree", "mappings", "render_config"]
+from zskd_plugin.config import number_text_hint
+
+__all__ = [
+    "Tagged",
+    "dump_config",
+    "find_calls",
+    "load_config_tree",
+    "mappings",
+    "render_config",
+    "yaml_error_message",
+]
 
 
 @dataclass(eq=False)
@@ -26,7 +37,12 @@ class Tagged:
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader that keeps tags as :class:`Tagged` and notes plain scalars YAML 1.1 leaves as text although they
+    read as numbers (``1e-3``)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.number_texts: list[tuple[str, yaml.Mark]] = []
 
 
 class _Dumper(yaml.SafeDumper):
@@ -51,13 +67,58 @@ def _represent(dumper: yaml.SafeDumper, node: Tagged) -> yaml.Node:
     return dumper.represent_scalar(node.tag, "" if node.value is None else str(node.value))
 
 
+def _construct_number_text(loader: _Loader, node: yaml.ScalarNode) -> str:
+    text = loader.construct_scalar(node)
+    loader.number_texts.append((text, node.start_mark))
+    return text
+
+
+_NUMBER_TEXT_TAG = "tag:zskd-torchdistill,2026:number-text"
 _Loader.add_multi_constructor("!", _construct)
+_Loader.add_constructor(_NUMBER_TEXT_TAG, _construct_number_text)
+# after PyYAML's own float resolver, so only what it leaves as text lands here
+_Loader.add_implicit_resolver(
+    _NUMBER_TEXT_TAG, re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789")
+)
 _Dumper.add_representer(Tagged, _represent)
 
 
+def _where(path: str | Path, mark: yaml.Mark | None) -> str:
+    return f"{path}" if mark is None else f"{path}, line {mark.line + 1}, column {mark.column + 1}"
+
+
+def yaml_error_message(path: str | Path, exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: file, line, column and the problem, without PyYAML's traceback or snippet."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        context = ""
+        if exc.context:
+            at = exc.context_mark
+            context = exc.context + ("" if at is None else f" (from line {at.line + 1}, column {at.column + 1})")
+            context += ": "
+        return f"{_where(path, exc.problem_mark or exc.context_mark)}: YAML error: {context}{exc.problem}"
+    return f"{path}: YAML error: {exc}"
+
+
 def load_config_tree(path: str | Path) -> dict[str, Any]:
-    """The YAML file as plain dicts and lists, tags kept as :class:`Tagged`."""
-    tree = yaml.load(Path(path).read_text(), Loader=_Loader)
+    """The YAML file as plain dicts and lists, tags kept as :class:`Tagged`.
+
+    Raises:
+        ValueError: the file is not valid YAML (file, line, column and the problem), holds a number that YAML 1.1
+            reads as text (``1e-3``: write ``1.0e-3``), or is not a mapping.
+    """
+    loader = _Loader(Path(path).read_text())
+    try:
+        tree = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ValueError(yaml_error_message(path, exc)) from None
+    finally:
+        loader.dispose()
+    if loader.number_texts:
+        text, mark = loader.number_texts[0]
+        raise ValueError(
+            f"{_where(path, mark)}: {text} is read as the string {text!r} by PyYAML (YAML 1.1, which torchdistill "
+            f"uses); write it as {number_text_hint(text)}"
+        )
     if not isinstance(tree, dict):
         raise ValueError(f"{path} is not a YAML mapping")
     return tree

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from .registry.benchmark import run_suite
+    from .registry.runner import check_output_folder
 
+    check_output_folder(args.out, "--out")  # before any row runs
     report = run_suite(
         args.suite,
         args.scale,
@@ -143,8 +145,10 @@ def _synthesize(config_path: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .registry.runner import run_pipeline
+    from .registry.runner import check_output_file, run_pipeline
 
+    if args.result_json:
+        check_output_file(args.result_json, "--result-json")  # before the training, not after it
     result = run_pipeline(args.config, device=args.device, seed=args.seed)
     if result.teacher_test_acc is not None:
         print(f"teacher test accuracy: {result.teacher_test_acc:.2f}%")

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,12 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename; on failure nothing is left behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` through a temporary file and a rename; on failure nothing is left behind.
+
+    The file is created with mode 0666 less the umask, like any other output (``tempfile.mkstemp`` would make it
+    0600, unreadable to the other users of a shared store)."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -69,6 +73,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable, not JSON, or JSON but not an object
+    (``null``, ``[]``): a record that is not an object is as damaged as one that does not parse."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class ImpressionStore:
@@ -117,8 +131,8 @@ class ImpressionStore:
                 _atomic_write(spec_path, json.dumps(self.spec, indent=2, sort_keys=True).encode())
         except OSError as exc:
             raise StoreError(
-                f"cannot write the Data Impression store at {self.path} ({exc.strerror or exc}); choose a writable "
-                "folder with `store_root:` in the dataset config (or --store-root), or fix its permissions"
+                f"cannot write the Data Impression store at {self.path} ({exc.strerror or exc}); set `store_root:` "
+                "in the Data Impression dataset config to a writable folder, or fix the folder's permissions"
             ) from exc
 
     def write_part(self, index: int, part: PartData, info: dict[str, Any] | None = None) -> str:
@@ -179,10 +193,8 @@ class ImpressionStore:
 
     # -- reading -------------------------------------------------------------------------------------------------
     def part_meta(self, index: int) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._part_meta_path(index).read_text())
-        except (OSError, ValueError):
-            return None
+        """The record written beside part ``index``; None when it is missing or damaged (not a JSON object)."""
+        return _read_json_object(self._part_meta_path(index))
 
     def _verified_bytes(self, index: int) -> bytes | None:
         """The bytes of part ``index`` when they match the record written with them, else None."""
@@ -205,7 +217,7 @@ class ImpressionStore:
         for index in range(self.num_parts):
             if self.verify_part(index):
                 continue
-            if self.part_meta(index) is not None or self.part_path(index).exists():
+            if self._part_meta_path(index).exists() or self.part_path(index).exists():
                 _logger.warning(
                     "part %d of %s is corrupted or incomplete; it will be synthesised again", index, self.path
                 )
@@ -213,11 +225,12 @@ class ImpressionStore:
         return missing
 
     def manifest(self) -> dict[str, Any] | None:
-        try:
-            manifest = json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return manifest if manifest.get("complete") is True else None
+        """The manifest when the store is complete; None when it is missing, damaged (a warning names it: the
+        next synthesis run writes it again) or says incomplete."""
+        manifest = _read_json_object(self.manifest_path)
+        if manifest is None and self.manifest_path.exists():
+            _logger.warning("the manifest %s is damaged; it will be written again", self.manifest_path)
+        return manifest if manifest is not None and manifest.get("complete") is True else None
 
     def is_complete(self) -> bool:
         manifest = self.manifest()

@@ -1,0 +1,160 @@
+"""Check a torchdistill YAML config before any of it runs.
+
+torchdistill builds the ``datasets:`` block while the YAML loads, so a mistake in the second Data Impression entry
+surfaced only after the first entry's store had been synthesised, and a misspelled ``optimizer`` only as
+"NoneType is not an Optimizer" once training began. Here the raw tree (tags kept, nothing imported or called) is
+checked first: the sections and torchdistill keys by name, and every setting the plugin reads by value, each error
+naming the entry and the setting.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from zskd_plugin.augment import ImpressionAugment
+from zskd_plugin.builder import check_dataset_kwargs
+from zskd_plugin.config import check_bool
+from zskd_plugin.losses import ZSKDLoss
+from zskd_plugin.teacher import check_output_selector
+
+from .yaml_edit import Tagged, load_config_tree, mappings
+
+__all__ = ["check_config", "TOP_LEVEL_KEYS"]
+
+TOP_LEVEL_KEYS = ("dependencies", "datasets", "models", "train", "test")
+MODEL_KEYS = ("teacher_model", "student_model", "model")
+# What torchdistill 1.1's training and distillation boxes (and its example script: log_freq) read from `train:`
+# or from one of its stages (`stage1:`, `stage2:`, ...).
+TRAIN_KEYS = (
+    "num_epochs",
+    "log_freq",
+    "train_data_loader",
+    "val_data_loader",
+    "model",
+    "teacher",
+    "student",
+    "criterion",
+    "optimizer",
+    "scheduler",
+    "pre_epoch_process",
+    "pre_forward_process",
+    "post_forward_process",
+    "post_epoch_process",
+)
+OPTIMIZER_KEYS = (
+    "key",
+    "kwargs",
+    "module_wise_configs",
+    "module_wise_kwargs",
+    "filters_params",
+    "max_grad_norm",
+    "grad_accum_step",
+)
+SCHEDULER_KEYS = ("key", "kwargs", "scheduling_step")
+_STAGE = re.compile(r"^stage\d+$")
+IMPRESSION_BUILDER = "data_impression_dataset"
+AUGMENT = "ImpressionAugment"
+
+
+def _unknown_keys(section: Mapping[str, Any], valid: tuple[str, ...], where: str, extra: str = "") -> None:
+    unknown = [k for k in section if k not in valid and not str(k).startswith("_")]
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in `{where}`; valid: {list(valid)}{extra}")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`{where}` must be a mapping, got {value!r}")
+    return value
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` holds no YAML tag (a call torchdistill has not made yet)."""
+    if isinstance(value, Tagged):
+        return False
+    if isinstance(value, Mapping):
+        return all(_plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return True
+
+
+def _check_call(factory: Callable[..., Any], kwargs: Any, where: str) -> None:
+    """Build ``factory(**kwargs)`` (cheap, side-effect-free objects only) to run its checks; names first."""
+    kwargs = _mapping(kwargs if kwargs is not None else {}, f"{where}: kwargs")
+    params = inspect.signature(factory).parameters
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {list(params)}")
+    if all(_plain(v) for v in kwargs.values()):
+        factory(**kwargs)
+
+
+def _check_plugin_settings(tree: Mapping[str, Any]) -> None:
+    """Every Data Impression dataset, ImpressionAugment and ZSKDLoss in the tree, by value, before any is built."""
+    for node, tag in mappings(tree):
+        key = str(node.get("key", ""))
+        if tag == "!import_call" and key.endswith(IMPRESSION_BUILDER):
+            init = _mapping(node.get("init") or {}, f"{key}: init")
+            where = f"Data Impression dataset ({key})"
+            try:
+                check_dataset_kwargs(_mapping(init.get("kwargs") or {}, f"{where}: init.kwargs"))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        elif tag == "!import_call" and key.endswith(AUGMENT):
+            init = _mapping(node.get("init") or {}, f"{key}: init")
+            _check_call(ImpressionAugment, init.get("kwargs"), key)
+        elif tag is None and key == "ZSKDLoss" and "kwargs" in node:
+            _check_call(ZSKDLoss, node["kwargs"], "criterion ZSKDLoss")
+
+
+def _check_training_sections(tree: Mapping[str, Any]) -> None:
+    """What `zskd train` needs from torchdistill's sections, by name (a missing section reads as a KeyError)."""
+    for section in ("models", "train", "test"):
+        if section not in tree:
+            raise KeyError(section)
+    models = _mapping(tree["models"], "models")
+    _unknown_keys(models, MODEL_KEYS, "models")
+    for name, model in models.items():
+        model = _mapping(model, f"models.{name}")
+        if "allow_unsafe_checkpoint" in model:
+            check_bool(model["allow_unsafe_checkpoint"], f"models.{name}.allow_unsafe_checkpoint")
+        check_output_selector(model.get("output"), f"models.{name}.output")
+    train = _mapping(tree["train"], "train")
+    stages = [(f"train.{k}", _mapping(v, f"train.{k}")) for k, v in train.items() if _STAGE.match(str(k))]
+    _unknown_keys(train, TRAIN_KEYS + tuple(k for k in train if _STAGE.match(str(k))), "train", " or stage1, stage2...")
+    for where, section in [("train", train), *stages]:
+        _unknown_keys(section, TRAIN_KEYS, where)
+        for key, valid in (("optimizer", OPTIMIZER_KEYS), ("scheduler", SCHEDULER_KEYS)):
+            if section.get(key) is not None:
+                _unknown_keys(_mapping(section[key], f"{where}.{key}"), valid, f"{where}.{key}")
+    if "test_data_loader" not in _mapping(tree["test"], "test"):
+        raise KeyError("test_data_loader")
+
+
+def check_config(path: str | Path, training: bool = False) -> dict[str, Any]:
+    """Check the config at ``path`` without running any of it and return its raw tree.
+
+    Args:
+        path: the YAML file.
+        training: also check what ``zskd train`` needs (models, train and test sections, torchdistill's keys).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a YAML syntax error (file, line, column), a number YAML 1.1 reads as text, an unknown key or a
+            bad value, named.
+        KeyError: a section or key that ``zskd train`` needs is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {str(path)!r} does not exist")
+    tree = load_config_tree(path)
+    _unknown_keys(tree, TOP_LEVEL_KEYS, f"{path} (top level)")
+    _check_plugin_settings(tree)
+    if training:
+        _check_training_sections(tree)
+    return tree
