@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,20 @@ OPTIMIZER_KEYS = (
     "grad_accum_step",
 )
 SCHEDULER_KEYS = ("key", "kwargs", "scheduling_step")
+# The tags torchdistill 1.1's loader constructs (torchdistill.common.yaml_util.load_yaml_file)
+TORCHDISTILL_TAGS = (
+    "!join",
+    "!pathjoin",
+    "!expanduser",
+    "!abspath",
+    "!import_get",
+    "!import_call",
+    "!import_call_method",
+    "!call_method",
+    "!getattr",
+    "!setattr",
+    "!access_by_index_or_key",
+)
 _STAGE = re.compile(r"^stage\d+$")
 IMPRESSION_BUILDER = "data_impression_dataset"
 AUGMENT = "ImpressionAugment"
@@ -72,15 +86,22 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _tags(value: Any) -> Iterator[str]:
+    """Every YAML tag in a raw tree."""
+    if isinstance(value, Tagged):
+        yield value.tag
+        value = value.value
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _tags(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _tags(v)
+
+
 def _plain(value: Any) -> bool:
     """True when ``value`` holds no YAML tag (a call torchdistill has not made yet)."""
-    if isinstance(value, Tagged):
-        return False
-    if isinstance(value, Mapping):
-        return all(_plain(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return True
+    return next(_tags(value), None) is None
 
 
 def _check_call(factory: Callable[..., Any], kwargs: Any, where: str) -> None:
@@ -153,6 +174,9 @@ def check_config(path: str | Path, training: bool = False) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config {str(path)!r} does not exist")
     tree = load_config_tree(path)
+    unknown_tags = sorted(set(_tags(tree)) - set(TORCHDISTILL_TAGS))
+    if unknown_tags:
+        raise ValueError(f"{path}: unknown YAML tag(s) {unknown_tags}; torchdistill knows {list(TORCHDISTILL_TAGS)}")
     _unknown_keys(tree, TOP_LEVEL_KEYS, f"{path} (top level)")
     _check_plugin_settings(tree)
     if training:

@@ -37,6 +37,7 @@ from .yaml_edit import yaml_error_message
 
 _logger = logging.getLogger(__name__)
 
+
 @dataclass
 class PipelineResult:
     """Figures of one pipeline run (accuracies in %)."""

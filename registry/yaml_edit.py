@@ -74,12 +74,13 @@ def _construct_number_text(loader: _Loader, node: yaml.ScalarNode) -> str:
 
 
 _NUMBER_TEXT_TAG = "tag:zskd-torchdistill,2026:number-text"
+_NUMBER_TEXT = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
 _Loader.add_multi_constructor("!", _construct)
 _Loader.add_constructor(_NUMBER_TEXT_TAG, _construct_number_text)
-# after PyYAML's own float resolver, so only what it leaves as text lands here
-_Loader.add_implicit_resolver(
-    _NUMBER_TEXT_TAG, re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789")
-)
+# Added after PyYAML's own float resolver, so only what it leaves as text lands here. The dumper knows it too, so
+# a string such as '1e-3' is written quoted and reads back as the string it is.
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(_NUMBER_TEXT_TAG, _NUMBER_TEXT, list("-+.0123456789"))
 _Dumper.add_representer(Tagged, _represent)
 
 
@@ -106,7 +107,8 @@ def load_config_tree(path: str | Path) -> dict[str, Any]:
         ValueError: the file is not valid YAML (file, line, column and the problem), holds a number that YAML 1.1
             reads as text (``1e-3``: write ``1.0e-3``), or is not a mapping.
     """
-    loader = _Loader(Path(path).read_text())
+    text = Path(path).read_text()
+    loader = _Loader(text)
     try:
         tree = loader.get_single_data()
     except yaml.YAMLError as exc:
@@ -114,10 +116,11 @@ def load_config_tree(path: str | Path) -> dict[str, Any]:
     finally:
         loader.dispose()
     if loader.number_texts:
-        text, mark = loader.number_texts[0]
+        number, mark = loader.number_texts[0]
+        line = text.splitlines()[mark.line].strip()
         raise ValueError(
-            f"{_where(path, mark)}: {text} is read as the string {text!r} by PyYAML (YAML 1.1, which torchdistill "
-            f"uses); write it as {number_text_hint(text)}"
+            f"{_where(path, mark)} (`{line}`): {number} is read as the string {number!r} by PyYAML (YAML 1.1, which "
+            f"torchdistill uses); write it as {number_text_hint(number)}"
         )
     if not isinstance(tree, dict):
         raise ValueError(f"{path} is not a YAML mapping")

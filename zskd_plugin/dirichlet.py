@@ -43,7 +43,7 @@ class DirichletConfig:
         object.__setattr__(self, "beta_shares", shares)
         if len(shares) != len(betas):
             raise ValueError(
-                f"dirichlet betas and beta_shares must have the same length (one share per beta), got {len(betas)} "
+                f"dirichlet beta_shares must have the same length as betas (one share per beta), got {len(betas)} "
                 f"betas {list(betas)} and {len(shares)} shares {list(shares)}"
             )
         if abs(sum(shares) - 1.0) > 1e-6:

@@ -109,6 +109,11 @@ class TeacherSpec:
             if len(size) != 3:
                 raise ValueError(f"teacher input_size must be [channels, height, width], got {list(size)}")
             object.__setattr__(self, "input_size", tuple(check_int(v, "teacher input_size", least=1) for v in size))
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(
+                f"teacher {'std' if self.std is None else 'mean'} is missing: teacher mean and std go together; set "
+                "both (per channel) or neither"
+            )
         if self.mean is not None:
             object.__setattr__(self, "mean", check_numbers(self.mean, "teacher mean"))
         if self.std is not None:
@@ -312,8 +317,6 @@ def resolve_input_config(model: nn.Module, spec: TeacherSpec) -> InputConfig:
         input_size = (int(in_chans), *input_size[1:])
     input_size = tuple(int(v) for v in input_size)
     channels = input_size[0]
-    if (spec.mean is None) != (spec.std is None):
-        raise ValueError("teacher `mean` and `std` go together: set both (per channel) or neither")
     mean = spec.mean or cfg.get("mean")
     std = spec.std or cfg.get("std")
     if mean is None or std is None:
