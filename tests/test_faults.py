@@ -182,8 +182,11 @@ def test_read_only_store_folder_gets_a_clear_error_and_stays_untouched(tmp_path,
 
         monkeypatch.setattr(Path, "mkdir", denied_mkdir)
     try:
-        with pytest.raises(StoreError, match="cannot write the Data Impression store.*store_root"):
+        with pytest.raises(StoreError, match="cannot write the Data Impression store") as error:
             make_impression_store(_spec(ckpt), num_impressions=8, store_root=read_only, synthesis=SYN, progress=False)
+        # the fix it names exists: the config key (there is no --store-root flag)
+        assert "set `store_root:` in the Data Impression dataset config" in str(error.value)
+        assert "--store-root" not in str(error.value)
     finally:
         read_only.chmod(0o755)
     assert sorted(p.name for p in read_only.iterdir()) == ["keep.txt"]
