@@ -372,7 +372,7 @@ FIELDS = {
     ("", "store_root"): _WRONG_STR,
     ("", "num_classes"): _wrong_int(2, optional=True),
     ("", "split"): _wrong_choice(("train", "val", "all")),
-    ("", "val_fraction"): _wrong_number(0, 1, high_open=True),
+    ("", "val_fraction"): st.one_of(_wrong_number(0, 1, high_open=True), st.just(0.99)),  # 0.99 of 16: none left
     ("", "label_mode"): _wrong_choice(("soft", "argmax")).filter(lambda v: v is not None),
     ("", "device"): st.one_of(_WRONG_STR, st.sampled_from(["gpu", "5", "cuda:x"])),
     ("", "progress"): _WRONG_BOOL,

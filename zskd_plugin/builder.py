@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .config import check_bool, check_choice, check_int, check_number, check_optional_str, config_from_mapping
-from .dataset import LABEL_MODES, DataImpressionDataset, split_indices
+from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
@@ -31,9 +31,11 @@ __all__ = ["build_impression_dataset", "check_dataset_kwargs", "make_impression_
 SPLITS = ("train", "val", "all")
 
 
-def _resolve_device(device: str) -> torch.device:
+def _resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        return device
     try:
         return torch.device(check_optional_str(device, "device"))
     except (RuntimeError, TypeError):
@@ -146,11 +148,11 @@ def _stop_if_any_rank_failed(error: Exception | None, rank: int) -> None:
         )
 
 
-def _check_split(split: str, val_fraction: float, label_mode: str | None) -> None:
+def _check_split(split: str, val_fraction: float, label_mode: str | None, num_impressions: int) -> None:
     check_choice(split, "split", SPLITS)
-    check_number(val_fraction, "val_fraction", low=0, high=1, high_open=True)
-    if split == "val" and not val_fraction > 0:
+    if split == "val" and check_number(val_fraction, "val_fraction") == 0:
         raise ValueError("split 'val' needs val_fraction > 0 (the share of impressions held out), e.g. 0.1")
+    num_held_out(check_int(num_impressions, "num_impressions", least=1), val_fraction)
     if label_mode is not None:
         check_choice(label_mode, "label_mode", LABEL_MODES)
 
@@ -169,7 +171,7 @@ def check_dataset_kwargs(kwargs: Mapping[str, Any]) -> None:
     if missing:
         raise TypeError(f"the Data Impression dataset needs {missing}; valid keys: {valid}")
     values = {name: kwargs.get(name, p.default) for name, p in params.items() if name != "resolver"}
-    _check_split(values["split"], values["val_fraction"], values["label_mode"])
+    _check_split(values["split"], values["val_fraction"], values["label_mode"], values["num_impressions"])
     _checked_settings(**{name: values[name] for name in inspect.signature(_checked_settings).parameters})
 
 
@@ -210,7 +212,7 @@ def build_impression_dataset(
         progress: show a progress bar while synthesising.
         resolver: extra model registry for the teacher lookup.
     """
-    _check_split(split, val_fraction, label_mode)
+    _check_split(split, val_fraction, label_mode, num_impressions)
     for name, fn in (("transform", transform), ("batch_transform", batch_transform)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be a callable transform (an !import_call of one), got {fn!r}")

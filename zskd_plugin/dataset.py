@@ -9,23 +9,30 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["DataImpressionDataset", "split_indices"]
+from .config import check_choice, check_number
+
+__all__ = ["DataImpressionDataset", "num_held_out", "split_indices"]
 
 LABEL_MODES = ("soft", "argmax")
 _REFRESH_CHUNK = 4096  # images per batch_transform call: bounds the transform's temporary memory
 
 
-def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """A seeded random split of ``range(num_items)`` into (train, val) index tensors."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+def num_held_out(num_items: int, val_fraction: float) -> int:
+    """How many of ``num_items`` the held-out split gets; both splits must be non-empty when it gets any."""
+    check_number(val_fraction, "val_fraction", low=0, high=1, high_open=True)
     num_val = int(round(num_items * val_fraction))
     if val_fraction > 0 and not 1 <= num_val < num_items:
         raise ValueError(
             f"val_fraction={val_fraction} of {num_items} Data Impressions leaves {num_val} for validation and "
             f"{num_items - num_val} for training; choose a val_fraction that keeps both splits non-empty"
         )
+    return num_val
+
+
+def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded random split of ``range(num_items)`` into (train, val) index tensors."""
+    num_val = num_held_out(num_items, val_fraction)
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     return order[num_val:].sort().values, order[:num_val].sort().values
 
 
@@ -65,8 +72,7 @@ class DataImpressionDataset(Dataset):
     ) -> None:
         if images.shape[0] != targets.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} targets")
-        if label_mode not in LABEL_MODES:
-            raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+        check_choice(label_mode, "label_mode", LABEL_MODES)
         self.images = images
         self.targets = targets
         self.transform = transform
