@@ -19,6 +19,7 @@ from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.builder import check_dataset_kwargs
 from zskd_plugin.config import check_bool
 from zskd_plugin.losses import ZSKDLoss
+from zskd_plugin.models import MODEL_ENTRYPOINTS
 from zskd_plugin.teacher import check_output_selector
 
 from .yaml_edit import Tagged, load_config_tree, mappings
@@ -112,7 +113,10 @@ def _check_call(factory: Callable[..., Any], kwargs: Any, where: str) -> None:
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {list(params)}")
     if all(_plain(v) for v in kwargs.values()):
-        factory(**kwargs)
+        try:
+            factory(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 def _check_plugin_settings(tree: Mapping[str, Any]) -> None:
@@ -142,6 +146,8 @@ def _check_training_sections(tree: Mapping[str, Any]) -> None:
     _unknown_keys(models, MODEL_KEYS, "models")
     for name, model in models.items():
         model = _mapping(model, f"models.{name}")
+        if model.get("key") in MODEL_ENTRYPOINTS:  # the paper's models: cheap to build, so built to check
+            _check_call(MODEL_ENTRYPOINTS[model["key"]], model.get("kwargs"), f"models.{name} ({model['key']})")
         if "allow_unsafe_checkpoint" in model:
             check_bool(model["allow_unsafe_checkpoint"], f"models.{name}.allow_unsafe_checkpoint")
         check_output_selector(model.get("output"), f"models.{name}.output")

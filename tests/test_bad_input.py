@@ -423,10 +423,13 @@ FIELDS = {
     ("loss", "teacher_module_io"): _wrong_choice(("output", "input")),
     ("models", "allow_unsafe_checkpoint"): _WRONG_BOOL.filter(lambda v: v is not None),
     ("models", "output"): st.sampled_from([True, 1.5, "", [], [0], {"a": 0}]),
+    ("student", "num_classes"): _wrong_int(2),
+    ("student", "in_chans"): _wrong_int(1),
 }
 # how each section names its fields in messages
 NAMED_AS = {"": "", "teacher": "teacher ", "synthesis": "synthesis ", "dirichlet": "dirichlet ",
-            "augment": "ImpressionAugment ", "loss": "ZSKDLoss ", "models": "models.teacher_model."}  # fmt: skip
+            "augment": "ImpressionAugment ", "loss": "ZSKDLoss ", "models": "models.teacher_model.",
+            "student": "models.student_model (lenet5_half): "}  # fmt: skip
 
 
 def _full_tree(workspace: Path) -> dict:
@@ -528,6 +531,7 @@ def _field_holder(tree: dict, section: str) -> dict:
         "augment": kwargs["batch_transform"].value["init"]["kwargs"],
         "loss": tree["train"]["criterion"]["kwargs"]["sub_terms"]["zskd"]["criterion"]["kwargs"],
         "models": tree["models"]["teacher_model"],
+        "student": tree["models"]["student_model"]["kwargs"],
     }[section]
 
 
@@ -558,7 +562,7 @@ def test_every_field_drawn_wrong_exits_2_naming_it_and_changes_nothing(workspace
     config.parent.mkdir(exist_ok=True)
     config.write_text(render_config(tree))
     before = _snapshot(workspace)
-    code, out = _cli("train" if section == "models" else "synthesize", "--config", str(config))
+    code, out = _cli("train" if section in ("models", "student") else "synthesize", "--config", str(config))
     assert code == 2, out
     assert f"{NAMED_AS[section]}{key}" in out, out
     assert "Traceback" not in out

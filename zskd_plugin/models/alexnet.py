@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..config import check_int, check_number
+
 CIFAR10_CFG: dict = {
     "input_size": (3, 32, 32),
     "mean": (0.4914, 0.4822, 0.4465),
@@ -52,6 +54,11 @@ class AlexNetCifar(nn.Module):
         bn_momentum: float = 0.001,
     ) -> None:
         super().__init__()
+        check_int(num_classes, "num_classes", least=2)
+        check_int(in_chans, "in_chans", least=1)
+        check_number(width_factor, "width_factor", low=0, low_open=True)
+        check_number(drop_rate, "drop_rate", low=0, high=1, high_open=True)
+        check_number(bn_momentum, "bn_momentum", low=0, high=1)
         c = [int(round(w * width_factor)) for w in (48, 128, 192, 192, 128)]
         f = [int(round(w * width_factor)) for w in (512, 256)]
         bn_kw = {"eps": 1e-3, "momentum": bn_momentum}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..config import check_int
+
 MNIST_CFG: dict = {
     "input_size": (1, 32, 32),
     "mean": (0.1307,),
@@ -37,6 +39,8 @@ class LeNet5(nn.Module):
         fc_widths: tuple[int, int] = (120, 84),
     ) -> None:
         super().__init__()
+        check_int(num_classes, "num_classes", least=2)
+        check_int(in_chans, "in_chans", least=1)
         c1, c2 = conv_widths
         h1, h2 = fc_widths
         self.features = nn.Sequential(
