@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from zskd_plugin.registry.runner import load_config, load_model
-from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
 
+from zskd_plugin.app.runner import load_config, load_model
+from zskd_plugin.app.yaml_tree import dump_config, load_config_tree
 from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
 
 

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from zskd_plugin.registry.runner import run_pipeline
-from zskd_plugin.registry.yaml_edit import dump_config, find_calls, load_config_tree
+from zskd_plugin.app.runner import run_pipeline
+from zskd_plugin.app.yaml_tree import dump_config, find_calls, load_config_tree
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def tiny_teacher() -> TinyTeacher:
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """Real MNIST in torchvision's layout; `bash scripts/test.sh` prepares it before the tests run."""
-    from zskd_plugin.data import DATASETS, _verified
+    from zskd_plugin.app.real_data import DATASETS, _verified
 
     raw = DATA_ROOT / "MNIST" / "raw"
     if not _verified(raw, DATASETS["mnist"]):

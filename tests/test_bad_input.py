@@ -17,10 +17,10 @@ from conftest import TinyTeacher, make_tiny_teacher
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-from zskd_plugin.registry.yaml_edit import Tagged, render_config
 
+from zskd_plugin.app.cli import main
+from zskd_plugin.app.yaml_tree import Tagged, render_config
 from zskd_plugin.builder import make_impression_store
-from zskd_plugin.cli import main
 from zskd_plugin.teacher import load_checkpoint_state
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from yaml_util import load_raw
-from zskd_plugin.registry import benchmark
-from zskd_plugin.registry.runner import PipelineResult
-from zskd_plugin.registry.yaml_edit import dump_config, load_config_tree
+
+from zskd_plugin.app import benchmark
+from zskd_plugin.app.benchmark import plan as bench_plan
+from zskd_plugin.app.benchmark import report as bench_report
+from zskd_plugin.app.benchmark import run as bench_run
+from zskd_plugin.app.runner import PipelineResult
+from zskd_plugin.app.yaml_tree import dump_config, load_config_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,11 +61,11 @@ def test_cifar10_suite_plans_the_real_data_kd_rows_with_the_zskd_optimiser(tmp_p
     suite, scale = benchmark.SUITES["cifar10"], benchmark.SCALES["paper"]
     plans = benchmark.plan_rows(suite, scale, REPO)
     assert [p.row for p in plans[:5]] == ["teacher", "student-ce", "kd", "dist", "at"]
-    budget = benchmark._budget(plans, scale)
+    budget = bench_plan.shared_budget(plans, scale)
     assert budget.images == 200 * 36000  # 200 epochs of the paper's 40,000 DIs less the held-out 10%
     shipped = "./resource/ckpt/cifar10/ce/alexnet_cifar.pt"
     for plan in plans[2:5]:
-        config = benchmark._row_config(plan, scale, tmp_path, "zskd train", (shipped, "./t.pt"), budget)
+        config = bench_run.row_config(plan, scale, tmp_path, "zskd train", (shipped, "./t.pt"), budget)
         config.write()
         tree = load_config_tree(config.path)
         assert tree["models"]["teacher_model"]["src_ckpt"] == "./t.pt"  # the suite's own teacher
@@ -85,11 +89,11 @@ def test_every_student_row_sees_the_same_images_with_the_same_optimiser(
 ):
     scale = benchmark.SCALES["quick"]
     plans = benchmark.plan_rows(benchmark.SUITES[suite], scale, REPO)
-    budget = benchmark._budget(plans, scale)
+    budget = bench_plan.shared_budget(plans, scale)
     assert budget.images == 2_592_000 == ours_epochs * train_dis  # the paper's DI count less the held-out 10%
     seen = {}
     for plan in plans[1:]:  # the teacher keeps its own config
-        config = benchmark._row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
+        config = bench_run.row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
         config.write()
         train = load_config_tree(config.path)["train"]
         assert train["optimizer"] == {"key": "Adam", "kwargs": {"lr": 0.004}}
@@ -139,7 +143,7 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     def no_training(*args, **kwargs):
         raise AssertionError("a measured row was run again")
 
-    monkeypatch.setattr(benchmark, "run_pipeline", no_training)
+    monkeypatch.setattr(bench_run, "run_pipeline", no_training)
     again = benchmark.run_suite("mnist", "tiny", "results", progress=False, configs_root=REPO)
     assert again["rows"] == report["rows"]
 
@@ -170,24 +174,24 @@ def test_bad_suite_scale_or_row_names_the_choices(tmp_path: Path):
 
 def test_rows_need_a_teacher_first(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(benchmark, "run_pipeline", lambda *a, **k: pytest.fail("trained without a teacher"))
+    monkeypatch.setattr(bench_run, "run_pipeline", lambda *a, **k: pytest.fail("trained without a teacher"))
     with pytest.raises(FileNotFoundError, match="--only teacher"):
         benchmark.run_suite("mnist", "tiny", "results", only=["kd"], configs_root=REPO)
 
 
 def test_summary_is_the_mean_and_the_sample_std():
     # Fashion-MNIST's paper-settings row, three seeds (results/fashion-mnist-quick.md)
-    assert benchmark._summary([56.23, 48.66, 41.20]) == {"mean": 48.70, "std": 7.52, "n": 3}
-    assert benchmark._summary([98.87]) == {"mean": 98.87, "std": 0.0, "n": 1}
+    assert bench_report.summary([56.23, 48.66, 41.20]) == {"mean": 48.70, "std": 7.52, "n": 3}
+    assert bench_report.summary([98.87]) == {"mean": 98.87, "std": 0.0, "n": 1}
 
 
 def test_a_device_other_than_cpu_goes_into_the_command_and_the_synthesis(tmp_path: Path):
     scale = benchmark.SCALES["tiny"]
     plans = benchmark.plan_rows(benchmark.SUITES["mnist"], scale, REPO)
-    budget = benchmark._budget(plans, scale)
+    budget = bench_plan.shared_budget(plans, scale)
     ours = next(p for p in plans if p.row == "zskd-ours")
-    on_gpu = benchmark._row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget, device="cuda")
-    on_cpu = benchmark._row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget)
+    on_gpu = bench_run.row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget, device="cuda")
+    on_cpu = bench_run.row_config(ours, scale, tmp_path, "zskd train", ("a", "b"), budget)
     assert on_gpu.command.endswith("--seed 0 --device cuda") and on_cpu.command.endswith("--seed 0")
     assert "device: cuda" in on_gpu.text and "device:" not in on_cpu.text
 
@@ -218,7 +222,7 @@ class _FakePipeline:
 def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake = _FakePipeline()
-    monkeypatch.setattr(benchmark, "run_pipeline", fake)
+    monkeypatch.setattr(bench_run, "run_pipeline", fake)
 
     def run(only: list[str] | None = None) -> dict:
         return benchmark.run_suite("mnist", "tiny", "results", only=only, configs_root=REPO)
@@ -257,7 +261,7 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
 
     # a changed row config: that row only is left out until it runs again, and its old config stays as measured
     paper_config = Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes()
-    monkeypatch.setattr(benchmark, "PAPER_AUGMENT", {"degrees": 5, "translate": 0.1, "scale": 0.1})
+    monkeypatch.setattr(bench_plan, "PAPER_AUGMENT", {"degrees": 5, "translate": 0.1, "scale": 0.1})
     fake.calls.clear()
     report = run(["zskd-ours"])
     assert fake.calls == [] and report["stale"] == ["zskd-paper-seed0", "zskd-paper-seed1"]
@@ -269,7 +273,7 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
 
 def test_a_partly_measured_suite_says_what_is_missing_and_a_broken_row_file_is_named(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(benchmark, "run_pipeline", _FakePipeline())
+    monkeypatch.setattr(bench_run, "run_pipeline", _FakePipeline())
 
     def run(only: list[str] | None = None) -> dict:
         return benchmark.run_suite("mnist", "tiny", "results", only=only, configs_root=REPO)

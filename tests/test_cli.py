@@ -3,7 +3,7 @@ from pathlib import Path
 import torch
 from conftest import make_tiny_teacher
 
-from zskd_plugin.cli import main
+from zskd_plugin.app.cli import main
 
 DI_CONFIG = """
 datasets:
@@ -64,7 +64,7 @@ def test_prepare_data_rejects_files_that_are_not_mnist(tmp_path):
         "t10k-labels-idx1-ubyte",
     ):
         (raw / name).write_bytes(b"not mnist")
-    from zskd_plugin.data import DATASETS, _verified
+    from zskd_plugin.app.real_data import DATASETS, _verified
 
     assert not _verified(raw, DATASETS["mnist"])
 
@@ -93,7 +93,7 @@ def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parent))
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "zskd_plugin.cli", "synthesize", "--config", str(config), "--log-level", "INFO"],
+         "-m", "zskd_plugin.app.cli", "synthesize", "--config", str(config), "--log-level", "INFO"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 from yaml_util import shrink_config
-from zskd_plugin.registry.runner import run_pipeline
+
+from zskd_plugin.app.runner import run_pipeline
 
 MNIST = REPO / "yaml_configs" / "mnist"
 

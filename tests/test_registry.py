@@ -34,14 +34,44 @@ def test_importing_twice_is_harmless_and_a_foreign_key_is_refused():
         register_unique(table, register_model, "lenet5", MODEL_DICT["lenet5"])
 
 
-def test_core_package_does_not_import_torchdistill():
-    offenders = [
-        f"{path.name}:{n}"
-        for path in (REPO / "zskd_plugin").rglob("*.py")
-        for n, line in enumerate(path.read_text().splitlines(), 1)
-        if line.lstrip().startswith(("import torchdistill", "from torchdistill"))
-    ]
-    assert offenders == []
+_LAYER_PROBE = """
+import importlib, pkgutil, sys, types
+root, blocked = sys.argv[1], sys.argv[2:]
+for name in blocked:
+    sys.modules[name] = None  # importing it now raises ImportError
+if "zskd_plugin.registry" in blocked:  # the method alone: the package without its __init__ (which registers)
+    package = types.ModuleType("zskd_plugin")
+    package.__path__ = [root]
+    sys.modules["zskd_plugin"] = package
+    names = [m.name for m in pkgutil.iter_modules([root]) if m.name != "app"]
+else:  # the package with its torchdistill glue
+    names = ["registry." + m.name for m in pkgutil.iter_modules([root + "/../registry"])]
+for name in names:
+    importlib.import_module("zskd_plugin." + name)
+print(len(names), "modules")
+"""
+
+
+def _import_with_blocked(*blocked: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _LAYER_PROBE, str(REPO / "zskd_plugin"), *blocked], capture_output=True, text=True
+    )
+
+
+def test_imports_run_one_way_application_glue_method():
+    """Each layer really imports (no grepping) with the layers above it made unimportable: the method modules
+    without torchdistill, the registry or the application; the torchdistill glue without the application."""
+    method = _import_with_blocked("torchdistill", "zskd_plugin.registry", "zskd_plugin.app")
+    assert method.returncode == 0, method.stderr[-2000:]
+    package = REPO / "zskd_plugin"
+    method_modules = [p for p in package.glob("*.py") if p.stem != "__init__"] + [package / "models"]
+    assert int(method.stdout.split()[0]) == len(method_modules)  # every method module, models included
+    glue = _import_with_blocked("zskd_plugin.app")
+    assert glue.returncode == 0, glue.stderr[-2000:]
+    assert int(glue.stdout.split()[0]) == len([p for p in (REPO / "registry").glob("*.py") if p.stem != "__init__"])
+    # and the probe can fail: a method module that imported torchdistill would be caught like this one
+    caught = _import_with_blocked("torchdistill", "zskd_plugin.registry", "zskd_plugin.app", "safetensors")
+    assert caught.returncode != 0 and "safetensors" in caught.stderr
 
 
 @pytest.mark.slow
@@ -66,5 +96,6 @@ def test_wheel_ships_registry_inside_zskd_plugin_only(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "zskd_plugin/registry/__init__.py" in names
     assert "zskd_plugin/registry/datasets.py" in names
+    assert "zskd_plugin/app/cli.py" in names and "zskd_plugin/app/benchmark/run.py" in names
     assert not any(n.startswith("registry/") for n in names)
     assert not any(n.startswith(("tests/", "yaml_configs/")) for n in names)

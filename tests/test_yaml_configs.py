@@ -19,8 +19,8 @@ from torchdistill.common.main_util import import_dependencies
 from torchdistill.core.distillation import get_distillation_box
 from torchdistill.core.training import get_training_box
 from yaml_util import shrink_config, write_random_teacher
-from zskd_plugin.registry.runner import load_model
 
+from zskd_plugin.app.runner import load_model
 from zskd_plugin.dataset import DataImpressionDataset
 
 CONFIGS = sorted((REPO / "yaml_configs").rglob("*.yaml"))

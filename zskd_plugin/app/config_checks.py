@@ -22,7 +22,7 @@ from zskd_plugin.losses import ZSKDLoss
 from zskd_plugin.models import MODEL_ENTRYPOINTS
 from zskd_plugin.teacher import check_output_selector
 
-from .yaml_edit import Tagged, load_config_tree, mappings
+from .yaml_tree import Tagged, load_config_tree, mappings
 
 __all__ = ["check_config", "TOP_LEVEL_KEYS"]
 

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DATASETS, prepare_dataset
-from .store import StoreError
+from ..store import StoreError
+from .real_data import DATASETS, prepare_dataset
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, StoreError)
 
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from .registry.benchmark import run_suite
-    from .registry.runner import check_output_folder
+    from .benchmark import run_suite
+    from .outputs import check_output_folder
 
     check_output_folder(args.out, "--out")  # before any row runs
     report = run_suite(
@@ -118,8 +118,8 @@ def _init_distributed() -> bool:
 
 
 def _synthesize(config_path: str) -> int:
-    from .dataset import DataImpressionDataset
-    from .registry.runner import load_config  # loading the YAML builds its datasets, synthesising stores
+    from ..dataset import DataImpressionDataset
+    from .runner import load_config  # loading the YAML builds its datasets, synthesising stores
 
     joined = _init_distributed()  # under torchrun every rank makes its share of each store
     try:
@@ -145,7 +145,8 @@ def _synthesize(config_path: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .registry.runner import check_output_file, run_pipeline
+    from .outputs import check_output_file
+    from .runner import run_pipeline
 
     if args.result_json:
         check_output_file(args.result_json, "--result-json")  # before the training, not after it

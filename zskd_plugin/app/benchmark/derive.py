@@ -1,0 +1,119 @@
+"""Edits of a shipped config's raw YAML tree that turn it into one benchmark row's config (epochs, checkpoint
+paths, shared optimiser and batch size, Data Impression count, seed, synthesis and augmentation settings)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from ...dataset import num_held_out
+from ..yaml_tree import find_calls, mappings
+
+__all__ = [
+    "AUGMENT",
+    "IMPRESSION_BUILDER",
+    "impression_kwargs",
+    "redirect_teacher",
+    "set_augment",
+    "set_dst",
+    "set_epochs",
+    "set_shared_training",
+    "subset_edit",
+    "train_size",
+    "zskd_edit",
+]
+
+IMPRESSION_BUILDER = "data_impression_dataset"
+AUGMENT = "zskd_plugin.augment.ImpressionAugment"
+
+
+def set_epochs(tree: dict[str, Any], epochs: int) -> None:
+    tree["train"]["num_epochs"] = epochs
+    scheduler = tree["train"].get("scheduler") or {}
+    if scheduler.get("key") == "CosineAnnealingLR":
+        scheduler["kwargs"]["T_max"] = epochs
+
+
+def set_dst(tree: dict[str, Any], path: str) -> None:
+    models = tree["models"]
+    (models.get("student_model") or models["model"])["dst_ckpt"] = path
+
+
+def set_shared_training(tree: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Give a student row the ZSKD config's optimiser, scheduler and training batch size."""
+    train = tree["train"]
+    train["optimizer"] = copy.deepcopy(shared["optimizer"])  # a copy per row: set_epochs edits the scheduler
+    train["scheduler"] = copy.deepcopy(shared["scheduler"])
+    train["train_data_loader"]["kwargs"]["batch_size"] = shared["batch_size"]
+
+
+def train_size(tree: dict[str, Any]) -> int:
+    """Images per epoch of a row: its DIs less the held-out split, or the first length of its real-data split."""
+    impressions = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
+    train = [kw for kw in impressions if kw.get("split", "train") == "train"]
+    if train:  # the split the dataset makes
+        n = int(train[0]["num_impressions"])
+        return n - num_held_out(n, float(train[0].get("val_fraction", 0.0)))
+    splits = list(find_calls(tree, "split_dataset"))
+    if splits:
+        return int(splits[0]["init"]["kwargs"]["lengths"][0])
+    raise ValueError("cannot tell the training-set size: no data_impression_dataset and no split_dataset")
+
+
+def impression_kwargs(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
+    if not found:
+        raise ValueError("the ZSKD template has no data_impression_dataset")
+    return found
+
+
+def set_augment(tree: dict[str, Any], settings: dict[str, float] | None) -> None:
+    """Replace the ImpressionAugment settings (None keeps the template's)."""
+    if settings is None:
+        return
+    for call in find_calls(tree, AUGMENT):
+        call["init"] = {"kwargs": dict(settings)}
+
+
+def zskd_edit(
+    num_impressions: int,
+    seed: int,
+    synthesis: dict[str, Any],
+    augment: dict[str, float] | None,
+    replace_synthesis: bool = False,
+) -> Callable[[dict[str, Any]], None]:
+    """Set the DI count and seed; ``synthesis`` replaces the config's settings (``replace_synthesis``) or updates
+    them; ``augment`` replaces the ImpressionAugment settings (None keeps the config's). The synthesis device is set
+    by ``row_config``."""
+
+    def edit(tree: dict[str, Any]) -> None:
+        found = impression_kwargs(tree)
+        base = {} if replace_synthesis else dict(found[0].get("synthesis") or {})
+        shared = {**base, **synthesis}  # one object for train and val, so they stay one store
+        for kwargs in found:
+            kwargs.update(num_impressions=num_impressions, seed=seed, synthesis=shared)
+        set_augment(tree, augment)
+
+    return edit
+
+
+def subset_edit(size: int | None) -> Callable[[dict[str, Any]], None]:
+    """Train real-data rows on the first ``size`` training images (the tiny scale only)."""
+
+    def edit(tree: dict[str, Any]) -> None:
+        if size is None:
+            return
+        for call in find_calls(tree, "split_dataset"):
+            kwargs = call["init"]["kwargs"]
+            kwargs["lengths"] = [size, kwargs["lengths"][1], sum(kwargs["lengths"]) - size - kwargs["lengths"][1]]
+
+    return edit
+
+
+def redirect_teacher(tree: dict[str, Any], old: str, new: str) -> None:
+    """Point every ``src_ckpt``/``dst_ckpt`` that names the teacher's checkpoint at the benchmark's own."""
+    for node, _ in mappings(tree):
+        for key in ("src_ckpt", "dst_ckpt"):
+            if node.get(key) == old:
+                node[key] = new

@@ -1,0 +1,94 @@
+"""The rows of a suite at a scale (teacher first), and the budget every student row shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..yaml_tree import load_config_tree
+from .derive import subset_edit, train_size, zskd_edit
+from .suites import PAPER_AUGMENT, PAPER_SYNTHESIS, Scale, Suite
+
+__all__ = ["Budget", "RowPlan", "plan_rows", "shared_budget"]
+
+
+@dataclass
+class RowPlan:
+    """One pipeline run of the suite."""
+
+    row: str  # table row, e.g. "kd" or "zskd-ours"
+    label: str
+    template: str  # the shipped config it derives from
+    seed: int
+    edit: Callable[[dict[str, Any]], None]
+    num_impressions: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        suffix = f"-n{self.num_impressions}" if self.row == "zskd-sweep" else ""
+        self.name = self.name or f"{self.row}{suffix}-seed{self.seed}"
+
+
+def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> list[RowPlan]:
+    """The suite's runs at this scale, teacher first."""
+    d = Path(configs_root) / suite.config_dir
+    n_zskd = scale.zskd_impressions or suite.paper_impressions
+    n_paper = scale.paper_impressions or n_zskd
+    subset = subset_edit(scale.real_train_subset)
+
+    def student_ce(tree: dict[str, Any]) -> None:
+        tree["models"]["model"]["key"] = suite.student_key
+        subset(tree)
+
+    rows = [
+        RowPlan("teacher", "teacher, cross-entropy on real data", str(d / suite.teacher), 0, subset),
+        RowPlan("student-ce", "student, cross-entropy on real data", str(d / suite.teacher), 0, student_ce),
+    ]
+    rows += [RowPlan(row, label, str(d / config), 0, subset) for row, label, config in suite.methods]
+    zskd = str(d / suite.zskd)
+    paper_syn = dict(PAPER_SYNTHESIS, num_iters=scale.paper_iters)
+    paper_aug = dict(PAPER_AUGMENT, hflip=0.5) if suite.flip else PAPER_AUGMENT
+    ours_syn = {} if scale.ours_iters is None else {"num_iters": scale.ours_iters}
+    noise_syn = {"num_iters": 0}
+    for seed in range(scale.seeds):
+        rows += [
+            RowPlan("zskd-paper", f"ZSKD, the paper's synthesis settings, {n_paper} DIs", zskd, seed,
+                    zskd_edit(n_paper, seed, paper_syn, paper_aug, replace_synthesis=True), n_paper),
+            RowPlan("zskd-ours", f"ZSKD, our settings, {n_zskd} DIs", zskd, seed,
+                    zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
+            RowPlan("noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
+                    zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
+        ]  # fmt: skip
+    swept = {n_zskd}  # the full-size point is the zskd-ours row
+    for fraction in scale.sweep_fractions:
+        n = max(int(round(fraction * suite.real_train_size)), 20)
+        if n not in swept:  # two fractions that round to one count are one point
+            swept.add(n)
+            rows.append(
+                RowPlan("zskd-sweep", f"ZSKD, our settings, {n} DIs", zskd, 0, zskd_edit(n, 0, ours_syn, None), n)
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every student row shares: images seen in training, and the ZSKD config's optimisation settings."""
+
+    images: int
+    training: dict[str, Any]
+
+
+def shared_budget(plans: list[RowPlan], scale: Scale) -> Budget:
+    ours = next(p for p in plans if p.row == "zskd-ours")
+    tree = load_config_tree(ours.template)
+    ours.edit(tree)
+    train = tree["train"]
+    training = {
+        "optimizer": train["optimizer"],
+        "scheduler": train.get("scheduler"),
+        "batch_size": train["train_data_loader"]["kwargs"]["batch_size"],
+    }
+    images = scale.images if scale.epochs is None else scale.epochs * train_size(tree)
+    return Budget(images, training)
