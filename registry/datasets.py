@@ -1,7 +1,7 @@
 """The Data Impression dataset builder for torchdistill YAML pipelines.
 
 In torchdistill 1.x the ``datasets:`` block is built while the YAML loads, so a config reaches the builder by its
-dotted path (it is also registered with ``register_dataset`` as ``DataImpressionDataset`` to be discoverable)::
+dotted path (it is also registered with ``register_dataset`` under its own name, to be discoverable)::
 
     datasets:
       &zskd_train zskd/train: !import_call
@@ -29,8 +29,8 @@ from torchdistill.datasets.registry import DATASET_DICT, register_dataset
 from zskd_plugin.builder import build_impression_dataset
 from zskd_plugin.dataset import DataImpressionDataset
 
-from ._keys import register_unique
 from .models import resolve_registry_model
+from .unique_keys import register_unique
 
 
 def data_impression_dataset(**kwargs: Any) -> DataImpressionDataset:
@@ -39,4 +39,4 @@ def data_impression_dataset(**kwargs: Any) -> DataImpressionDataset:
     return build_impression_dataset(**kwargs)
 
 
-register_unique(DATASET_DICT, register_dataset, "DataImpressionDataset", data_impression_dataset)
+register_unique(DATASET_DICT, register_dataset, "data_impression_dataset", data_impression_dataset)

@@ -7,6 +7,6 @@ from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, register_mid_le
 
 from zskd_plugin.losses import ZSKDLoss
 
-from ._keys import register_unique
+from .unique_keys import register_unique
 
 register_unique(MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss, "ZSKDLoss", ZSKDLoss)

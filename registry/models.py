@@ -7,7 +7,7 @@ from torchdistill.models.registry import MODEL_DICT, register_model
 
 from zskd_plugin.models import MODEL_ENTRYPOINTS
 
-from ._keys import register_unique
+from .unique_keys import register_unique
 
 for _key, _factory in MODEL_ENTRYPOINTS.items():
     register_unique(MODEL_DICT, register_model, _key, _factory)

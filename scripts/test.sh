@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2: set up on a fresh machine and run the test suite.
-# The tests use real MNIST and Fashion-MNIST; offline they come from packages (see zskd_plugin/data.py).
+# The tests use real MNIST and Fashion-MNIST; offline they come from packages (see zskd_plugin/app/real_data.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

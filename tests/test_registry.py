@@ -9,7 +9,8 @@ from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT
 from torchdistill.datasets.registry import DATASET_DICT
 from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, get_mid_level_loss
 from torchdistill.models.registry import MODEL_DICT, get_model, register_model
-from zskd_plugin.registry._keys import register_unique
+from zskd_plugin.registry.datasets import data_impression_dataset
+from zskd_plugin.registry.unique_keys import register_unique
 
 import zskd_plugin  # noqa: F401  (registers everything)
 from zskd_plugin.losses import ZSKDLoss
@@ -20,7 +21,7 @@ def test_every_key_is_registered_after_import():
         assert key in MODEL_DICT
     assert get_model("lenet5_half", num_classes=10).fc3.out_features == 10
     assert MIDDLE_LEVEL_LOSS_DICT["ZSKDLoss"] is ZSKDLoss
-    assert "DataImpressionDataset" in DATASET_DICT
+    assert DATASET_DICT["data_impression_dataset"] is data_impression_dataset
     assert "zskd_pre_epoch_process_teacher_eval" in PRE_EPOCH_PROC_FUNC_DICT
     loss = get_mid_level_loss({"key": "ZSKDLoss", "kwargs": {"temperature": 20.0}})
     assert isinstance(loss, ZSKDLoss) and loss.temperature == 20.0

@@ -4,8 +4,9 @@ import torch
 from torch import nn
 
 from zskd_plugin.dirichlet import sample_soft_targets
+from zskd_plugin.losses import tempered_cross_entropy
 from zskd_plugin.similarity import class_similarity
-from zskd_plugin.synthesis import SynthesisConfig, _tempered_ce, frozen_teacher, synthesize_batch
+from zskd_plugin.synthesis import SynthesisConfig, frozen_teacher, synthesize_batch
 
 MEAN, STD = torch.tensor([0.5]), torch.tensor([0.25])
 
@@ -19,7 +20,7 @@ def _targets(teacher, n_per_class=16, beta=1.0, seed=0):
 def _initial_loss(teacher, targets, generator_seed, tau):
     x = torch.rand((targets.shape[0], 1, 8, 8), generator=torch.Generator().manual_seed(generator_seed))
     with torch.no_grad():
-        return _tempered_ce(teacher((x - 0.5) / 0.25), targets, tau)
+        return tempered_cross_entropy(teacher((x - 0.5) / 0.25), targets, tau)
 
 
 def _run(teacher, targets, config, seed=0):
@@ -94,7 +95,7 @@ def _reference_adam(teacher, targets, init, lr, iters, tau):
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(iters):
         opt.zero_grad()
-        _tempered_ce(teacher((x - 0.5) / 0.25), targets, tau).sum().backward()
+        tempered_cross_entropy(teacher((x - 0.5) / 0.25), targets, tau).sum().backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
@@ -188,7 +189,7 @@ def test_engine_swaps_lrn_on_a_copy_only():
     assert any(isinstance(m, nn.LocalResponseNorm) for m in teacher.modules())  # the caller's model is untouched
     x, y = torch.rand(4, 3, 32, 32), torch.full((4, 10), 0.1)
     with torch.no_grad():
-        plain = _tempered_ce(teacher(x), y, 20.0)
+        plain = tempered_cross_entropy(teacher(x), y, 20.0)
         torch.testing.assert_close(loss_fn(x, y), plain, atol=1e-5, rtol=1e-5)
 
 
@@ -205,7 +206,7 @@ def test_image_priors_smooth_and_darken_dis_and_keep_the_target(tiny_teacher):
     assert priors.agreement.float().mean() >= 0.85  # the teacher still sees the target class
     # the reported losses stay the teacher's cross-entropy alone: the same function for both runs
     with torch.no_grad():
-        ce = _tempered_ce(tiny_teacher((priors.images - MEAN) / STD), targets, 20.0)
+        ce = tempered_cross_entropy(tiny_teacher((priors.images - MEAN) / STD), targets, 20.0)
     torch.testing.assert_close(priors.losses, ce, atol=1e-5, rtol=0)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import check_number
+from .validation import check_number
 
 __all__ = ["ImpressionAugment", "gaussian_blur_per_image"]
 

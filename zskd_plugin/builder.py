@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .config import check_bool, check_choice, check_int, check_number, check_optional_str, config_from_mapping
 from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
 from .synthesis import SynthesisConfig
 from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_config
+from .validation import check_bool, check_choice, check_int, check_number, check_optional_str, config_from_mapping
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .config import check_choice, check_number
+from .validation import check_choice, check_number
 
 __all__ = ["DataImpressionDataset", "num_held_out", "split_indices"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import check_number, check_numbers
+from .validation import check_number, check_numbers
 
 __all__ = ["DirichletConfig", "sample_soft_targets", "split_counts"]
 

@@ -23,12 +23,12 @@ from filelock import FileLock
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import check_int
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
 from .synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, module_device, synthesize_batch
 from .teacher import InputConfig, check_logits, teacher_fingerprint
+from .validation import check_int
 
 _logger = logging.getLogger(__name__)
 

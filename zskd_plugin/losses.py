@@ -14,9 +14,15 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check_choice, check_number, check_optional_str
+from .validation import check_choice, check_number, check_optional_str
 
-__all__ = ["ZSKDLoss", "zskd_kd_loss"]
+__all__ = ["ZSKDLoss", "tempered_cross_entropy", "zskd_kd_loss"]
+
+
+def tempered_cross_entropy(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
+    """Per-sample soft-target cross-entropy ``-sum_k y_k log softmax(z / tau)_k`` of (B, K) logits against (B, K)
+    probability targets: the synthesis objective (Sec. 3.2) and the distillation loss (Sec. 3.3) of ZSKD both."""
+    return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
 
 
 def zskd_kd_loss(
@@ -51,16 +57,15 @@ def zskd_kd_loss(
             f"expected student and teacher logits of the same (B, K) shape, got {tuple(student_logits.shape)} and "
             f"{tuple(teacher_logits.shape)}; check student_module_path/teacher_module_path point at the logits"
         )
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
-    loss = -(p_teacher * log_p_student).sum(dim=1).mean()
+    loss = tempered_cross_entropy(student_logits, p_teacher, temperature).mean()
     if target_weight:
         if soft_targets is None or soft_targets.shape != student_logits.shape or not soft_targets.is_floating_point():
             raise ValueError(
                 "target_weight > 0 needs the dataset's (B, K) soft targets as the batch targets (the Data Impression "
                 f"dataset with label_mode 'soft'), got {None if soft_targets is None else tuple(soft_targets.shape)}"
             )
-        loss = loss + target_weight * -(soft_targets * log_p_student).sum(dim=1).mean()
+        loss = loss + target_weight * tempered_cross_entropy(student_logits, soft_targets, temperature).mean()
     return temperature**2 * loss
 
 

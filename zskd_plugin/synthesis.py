@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check_bool, check_choice, check_int, check_number
+from .losses import tempered_cross_entropy
+from .validation import check_bool, check_choice, check_int, check_number
 
 __all__ = [
     "SynthesisConfig",
@@ -149,11 +150,6 @@ def module_device(module: nn.Module) -> torch.device:
     return next(iter(module.parameters()), torch.empty(0)).device
 
 
-def _tempered_ce(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
-    """Per-sample soft-target cross-entropy ``-sum_k y_k log softmax(z / tau)_k``."""
-    return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
-
-
 def total_variation(x: Tensor) -> Tensor:
     """Per-image anisotropic total variation ``R_TV`` of (B, C, H, W) images: mean absolute difference between
     vertical neighbours plus that between horizontal neighbours."""
@@ -232,7 +228,7 @@ class SynthesisLoss:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(z)
-        loss = _tempered_ce(logits.float(), targets, self.temperature)
+        loss = tempered_cross_entropy(logits.float(), targets, self.temperature)
         if self.tv_weight:
             loss = loss + self.tv_weight * total_variation(x)
         if self.l2_weight:
@@ -329,7 +325,7 @@ def synthesize_batch(
     images[active] = x
     with torch.no_grad():
         logits = teacher((images - mean.to(device).view(1, -1, 1, 1)) / std.to(device).view(1, -1, 1, 1))
-        losses = _tempered_ce(logits, targets, config.temperature)
+        losses = tempered_cross_entropy(logits, targets, config.temperature)
         if not torch.isfinite(losses).all():
             raise FloatingPointError("teacher output is NaN or Inf on the synthesised images")
         agreement = logits.argmax(dim=1) == targets.argmax(dim=1)

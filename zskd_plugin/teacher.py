@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import (
+from .models import MODEL_ENTRYPOINTS
+from .validation import (
     check_bool,
     check_choice,
     check_int,
@@ -28,7 +29,6 @@ from .config import (
     check_optional_str,
     config_from_mapping,
 )
-from .models import MODEL_ENTRYPOINTS
 
 _logger = logging.getLogger(__name__)
 

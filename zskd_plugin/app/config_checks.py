@@ -17,10 +17,10 @@ from typing import Any
 
 from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.builder import check_dataset_kwargs
-from zskd_plugin.config import check_bool
 from zskd_plugin.losses import ZSKDLoss
 from zskd_plugin.models import MODEL_ENTRYPOINTS
 from zskd_plugin.teacher import check_output_selector
+from zskd_plugin.validation import check_bool
 
 from .yaml_tree import Tagged, load_config_tree, mappings
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from zskd_plugin.config import number_text_hint
+from zskd_plugin.validation import number_text_hint
 
 __all__ = [
     "Tagged",

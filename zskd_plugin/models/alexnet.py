@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..config import check_int, check_number
+from ..validation import check_int, check_number
 
 CIFAR10_CFG: dict = {
     "input_size": (3, 32, 32),

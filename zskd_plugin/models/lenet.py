@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..config import check_int
+from ..validation import check_int
 
 MNIST_CFG: dict = {
     "input_size": (1, 32, 32),

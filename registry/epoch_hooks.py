@@ -15,7 +15,7 @@ import torchvision  # noqa: F401  (torchdistill's registries need torchvision im
 from torchdistill.core.interfaces.pre_epoch_proc import default_pre_epoch_process_with_teacher
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func
 
-from ._keys import register_unique
+from .unique_keys import register_unique
 
 
 def zskd_pre_epoch_process_teacher_eval(self, epoch: int | None = None, **kwargs) -> None:
