@@ -16,9 +16,13 @@ mkdir -p "$OUT"
 start=$(date +%s)
 bash scripts/setup.sh
 .venv/bin/zskd prepare-data mnist --root ./data --log-level WARNING
-# Seeded, so a second run gets the same teacher weights and reuses the Data Impression store.
+# Seeded, so a second run gets the same teacher weights and reuses the Data Impression store. --log-level WARNING
+# keeps the library's INFO records out; the progress lines (synthesis, one per epoch) show all the same.
+echo "== 1/3 the teacher: LeNet-5, cross-entropy on real MNIST =="
 .venv/bin/zskd train --config yaml_configs/mnist/ce-lenet5.yaml --seed 0 --log-level WARNING --result-json "$OUT/teacher.json"
+echo "== 2/3 Data Impressions from the teacher alone =="
 .venv/bin/zskd synthesize --config "$ZSKD_CONFIG" --log-level WARNING
+echo "== 3/3 the student: LeNet-5-half, distilled on the Data Impressions only =="
 .venv/bin/zskd train --config "$ZSKD_CONFIG" --seed 0 --log-level WARNING --result-json "$OUT/student.json"
 .venv/bin/python - "$OUT" "$start" "$ZSKD_CONFIG" <<'PY'
 import json, sys, time

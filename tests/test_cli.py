@@ -101,3 +101,33 @@ def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
     assert run.stdout.count("di/train:") == 1  # rank 0 reports
     store = Path(run.stdout.split("di/train:")[1].split()[0])
     assert (store / "manifest.json").is_file() and len(list((store / "parts").glob("*.safetensors"))) == 8
+
+
+def test_progress_reaches_a_log_file_without_the_library_info_chatter(tmp_path, mnist_root):
+    """README command 1 runs at --log-level WARNING with its output possibly going to a file: synthesis progress and
+    one line per epoch (loss, validation accuracy, time left) still show; INFO records of the library do not."""
+    import contextlib
+    import io
+
+    from yaml_util import shrink_config, write_random_teacher
+
+    mnist = Path(__file__).resolve().parents[1] / "yaml_configs" / "mnist"
+    sizes = {
+        r"num_epochs: \d+": "num_epochs: 2",
+        r"T_max: \d+": "T_max: 2",
+        r"num_impressions: \d+": "num_impressions: 200",
+    }
+    config = shrink_config(mnist / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
+    write_random_teacher(config)
+    log = io.StringIO()  # not a terminal, like a log file
+    with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        assert main(["train", "--config", str(config), "--seed", "0", "--log-level", "WARNING"]) == 0
+    lines = log.getvalue().splitlines()
+    synthesis = [line for line in lines if line.startswith("Data Impressions: ")]
+    assert synthesis[-1].startswith("Data Impressions: 200/200 DI (100%)") and "left" in synthesis[-1]
+    assert len(synthesis) >= 5  # a line at every tenth of the work at most, and at the end
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all(", val acc " in e and " left" in e for e in epochs) and epochs[-1].endswith("about 0 s left")
+    assert not any(" INFO " in line for line in lines)  # the library's own INFO records stay out
+    assert "student (lenet5_half) test accuracy" in lines[-1]

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from filelock import FileLock
 from torch import nn
-from tqdm.auto import tqdm
 
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
+from .progress import ProgressBar
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
 from .synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, module_device, synthesize_batch
@@ -236,12 +236,7 @@ def _synthesize_missing(
     similarity = class_similarity(classifier_weight, config.dirichlet.epsilon)
     mean, std = input_config.mean_tensor(), input_config.std_tensor()
     teacher.to(device)
-    bar = tqdm(
-        total=sum(plans[i].count for i in missing),
-        unit="DI",
-        desc="Data Impressions",
-        disable=None if progress else True,
-    )
+    bar = ProgressBar(sum(plans[i].count for i in missing), "Data Impressions", "DI", enabled=progress)
     previous: torch.Tensor | None = None
     with frozen_teacher(teacher), bar:
         # built once per store, so a compiled teacher compiles once
@@ -282,5 +277,5 @@ def _synthesize_missing(
                 {"class_index": plan.class_index, "beta": plan.beta},
             )
             previous = result.images
-            bar.update(plan.count)
             bar.set_postfix(loss=f"{result.losses.mean().item():.3f}", agree=f"{result.agreement.float().mean():.0%}")
+            bar.update(plan.count)

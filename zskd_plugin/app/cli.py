@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..progress import PROGRESS_LOGGER
 from ..store import StoreError
 from .real_data import DATASETS, prepare_dataset
 
@@ -153,8 +154,9 @@ def _train(args: argparse.Namespace) -> int:
     result = run_pipeline(args.config, device=args.device, seed=args.seed)
     if result.teacher_test_acc is not None:
         print(f"teacher test accuracy: {result.teacher_test_acc:.2f}%")
+    role = "student" if result.teacher_test_acc is not None else "model"  # distilled, or trained on its own
     print(
-        f"student ({result.student_key}) test accuracy: {result.student_test_acc_last:.2f}% at the last epoch, "
+        f"{role} ({result.student_key}) test accuracy: {result.student_test_acc_last:.2f}% at the last epoch, "
         f"{result.student_test_acc:.2f}% for the epoch chosen on validation (val {result.best_val_acc:.2f}%) "
         f"[{result.num_epochs} epochs, {result.train_seconds:.0f} s]"
     )
@@ -164,9 +166,23 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_progress(enabled: bool) -> None:
+    """Progress lines (synthesis, epochs) as plain lines on stderr, whatever the log level of the rest (WARNING
+    keeps the library's INFO chatter out, not the progress); ERROR silences them too."""
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    progress.handlers.clear()  # the command line owns this logger: one handler, on the current stderr
+    if enabled:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+    progress.setLevel(logging.INFO if enabled else logging.ERROR)
+    progress.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _show_progress(args.log_level != "ERROR")
     try:
         if args.command == "prepare-data":
             print(prepare_dataset(args.dataset, args.root, allow_download=not args.offline))

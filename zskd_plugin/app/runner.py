@@ -29,6 +29,7 @@ from torchdistill.models.official import get_image_classification_model
 from torchdistill.models.registry import get_model
 from tqdm.auto import tqdm
 
+from zskd_plugin.progress import PROGRESS_LOGGER, format_duration
 from zskd_plugin.teacher import load_checkpoint_state, select_output
 
 from .config_checks import check_config
@@ -36,6 +37,7 @@ from .outputs import check_output_file
 from .yaml_tree import yaml_error_message
 
 _logger = logging.getLogger(__name__)
+_progress = logging.getLogger(PROGRESS_LOGGER)
 
 
 @dataclass
@@ -164,14 +166,17 @@ def run_pipeline(
             "seconds": time.time() - t0,
         }
         history.append(entry)
-        _logger.info(
-            "epoch %d/%d: loss %.4f, val acc %.2f%% (%.1f s)",
-            epoch + 1,
-            box.num_epochs,
-            entry["loss"],
-            val_acc,
-            entry["seconds"],
-        )
+        if progress and is_main_process():
+            left = (time.time() - start) / (epoch + 1) * (box.num_epochs - epoch - 1)
+            _progress.info(
+                "epoch %d/%d: loss %.4f, val acc %.2f%%, %.1f s, about %s left",
+                epoch + 1,
+                box.num_epochs,
+                entry["loss"],
+                val_acc,
+                entry["seconds"],
+                format_duration(left),
+            )
         if best_val is None or val_acc > best_val:
             best_val = val_acc
             save_ckpt(trained, box.optimizer, box.lr_scheduler, best_val, {"config": str(config_path)}, dst_ckpt)
