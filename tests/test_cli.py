@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import make_tiny_teacher
 
@@ -84,6 +85,7 @@ def test_missing_data_set_names_prepare_data(tmp_path, capsys):
     assert "zskd prepare-data <fashion-mnist|mnist> --root" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
     import os
     import subprocess
