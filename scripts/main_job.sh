@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: on a fresh machine, install, prepare real MNIST, train the LeNet-5 teacher, synthesise Data
 # Impressions, distil LeNet-5-half on them alone, and print teacher and student accuracy on the real MNIST test set.
-#   bash scripts/main_job.sh                 quick default: 24,000 Data Impressions, 200 epochs (see README for timings)
+#   bash scripts/main_job.sh                 quick default: 24,000 Data Impressions, 200 epochs (timings: results/README.md)
 #   bash scripts/main_job.sh --full          the full config: the same DIs, 320 epochs
 set -euo pipefail
 cd "$(dirname "$0")/.."

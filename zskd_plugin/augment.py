@@ -6,15 +6,10 @@ augmented image, so any transform is label-safe.
 
 One bilinear warp per image (``affine_grid`` + ``grid_sample``), zero fill, then optional Gaussian blur and
 contrast reduction. It takes one (C, H, W) image or a (B, C, H, W) batch, with independent draws per image either
-way; on a batch it runs as a few batched kernels, which the Data Impression dataset's ``batch_transform`` uses
-(2 CPU cores, 1x32x32, the MNIST configs' settings: about 16,000 images/s on a batch of 4,096 against 6,500 with
-one call per image).
+way; on a batch it runs as a few batched kernels, which the Data Impression dataset's ``batch_transform`` uses.
 
 Unregularised Data Impressions are saturated, high-contrast textures; blurring and dimming them moves the transfer
-set towards natural images. Measured here on real MNIST (LeNet-5 -> LeNet-5-half, 6,000 Data Impressions, batch 64,
-Adam 1e-3, test accuracy after 10 / 20 epochs): warp only 80.1 / 81.9%; warp + blur (sigma up to 2) + contrast
-(down to 0.2) 84.8 / 88.0%; ``torchvision.transforms.RandomAffine`` of the same ranges (nearest-neighbour
-resampling) 66.2% after 10 epochs, and several times slower per image.
+set towards natural images (what that is worth, measured: ``docs/method.md``).
 """
 
 from __future__ import annotations
