@@ -29,7 +29,7 @@ def main() -> None:
     teacher = {"key": "conftest.TinyTeacher", "source": "import", "src_ckpt": ckpt}
     synthesis = dict(WORKER_KWARGS["synthesis"], num_iters=num_iters, warm_start=warm)
     kwargs = dict(WORKER_KWARGS, synthesis=synthesis)
-    store = make_impression_store(teacher=teacher, store_root=root, device="cpu", **kwargs)
+    store = make_impression_store(dict(teacher=teacher, store_root=root, device="cpu", **kwargs))
     print(f"STORE {store.path}", flush=True)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -282,12 +282,12 @@ def _store_kwargs(tmp_path: Path) -> dict:
 @pytest.mark.parametrize("damage", ["null", "[]", '"complete"', "7"])
 def test_records_that_are_json_but_not_objects_count_as_damaged_and_are_remade(tmp_path, caplog, damage):
     kwargs = _store_kwargs(tmp_path)
-    store = make_impression_store(**kwargs)
+    store = make_impression_store(kwargs)
     manifest = store.manifest_path.read_bytes()
     part_record = (store.parts_dir / "part-00002.json").read_bytes()
     store.manifest_path.write_text(damage)
     (store.parts_dir / "part-00002.json").write_text(damage)
-    again = make_impression_store(**kwargs)
+    again = make_impression_store(kwargs)
     assert f"manifest {store.manifest_path} is damaged" in caplog.text
     assert "part 2 of" in caplog.text and "corrupted" in caplog.text
     assert again.is_complete() and again.missing_parts() == []
@@ -298,7 +298,7 @@ def test_records_that_are_json_but_not_objects_count_as_damaged_and_are_remade(t
 def test_store_files_follow_the_umask(tmp_path):
     previous = os.umask(0o022)
     try:
-        store = make_impression_store(**_store_kwargs(tmp_path))
+        store = make_impression_store(_store_kwargs(tmp_path))
     finally:
         os.umask(previous)
     files = [p for p in store.path.rglob("*") if p.is_file() and p.name != ".lock"]

@@ -90,11 +90,13 @@ def test_two_processes_on_one_store_do_not_corrupt_it(tmp_path):
     assert sum("synthesising 24 of 24 parts" in out for out in outs) == 1  # one made it, the other waited
     (store_dir,) = root.iterdir()
     store = make_impression_store(
-        _spec(ckpt),
-        num_impressions=160,
-        store_root=root,
-        synthesis={"num_iters": 20, "lr": 0.05, "batch_size": 8},
-        progress=False,
+        dict(
+            teacher=_spec(ckpt),
+            num_impressions=160,
+            store_root=root,
+            synthesis={"num_iters": 20, "lr": 0.05, "batch_size": 8},
+            progress=False,
+        )
     )
     assert store.path == store_dir and store.missing_parts() == []
     assert store.load().images.shape[0] == 160
@@ -123,7 +125,9 @@ def test_nan_names_the_part_writes_nothing_for_it_and_keeps_earlier_parts(tmp_pa
     monkeypatch.setattr(store_module.ImpressionStore, "write_part", write_then_diverge)
     spec = {"key": "test_faults.Diverging", "source": "import", "src_ckpt": ckpt}
     with pytest.raises(StoreError, match=r"part 2 \(class 1, beta 1.0\) diverged.*NaN"):
-        make_impression_store(spec, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+        make_impression_store(
+            dict(teacher=spec, num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+        )
     (store_dir,) = (tmp_path / "s").iterdir()
     names = sorted(p.name for p in (store_dir / "parts").iterdir())
     assert names == ["part-00000.json", "part-00000.safetensors", "part-00001.json", "part-00001.safetensors"]
@@ -141,7 +145,7 @@ def test_full_disk_leaves_no_partial_part_and_a_rerun_completes(tmp_path, monkey
     monkeypatch.setattr(store_module.os, "fsync", failing_fsync)
     kwargs = dict(num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
     with pytest.raises(StoreError, match="No space left on device.*no partial file"):
-        make_impression_store(_spec(ckpt), **kwargs)
+        make_impression_store(dict(teacher=_spec(ckpt), **kwargs))
     (store_dir,) = (tmp_path / "s").iterdir()
     leftovers = sorted(p.name for p in store_dir.rglob("*") if p.is_file())
     assert leftovers == [
@@ -160,7 +164,7 @@ def test_full_disk_leaves_no_partial_part_and_a_rerun_completes(tmp_path, monkey
     ]
     kept = {n: (store_dir / "parts" / n).read_bytes() for n in ("part-00000.safetensors", "part-00001.safetensors")}
     monkeypatch.setattr(store_module.os, "fsync", real_fsync)
-    store = make_impression_store(_spec(ckpt), **kwargs)
+    store = make_impression_store(dict(teacher=_spec(ckpt), **kwargs))
     assert store.missing_parts() == [] and store.is_complete()
     assert all((store_dir / "parts" / n).read_bytes() == b for n, b in kept.items())
 
@@ -184,7 +188,9 @@ def test_read_only_store_folder_gets_a_clear_error_and_stays_untouched(tmp_path,
         monkeypatch.setattr(Path, "mkdir", denied_mkdir)
     try:
         with pytest.raises(StoreError, match="cannot write the Data Impression store") as error:
-            make_impression_store(_spec(ckpt), num_impressions=8, store_root=read_only, synthesis=SYN, progress=False)
+            make_impression_store(
+                dict(teacher=_spec(ckpt), num_impressions=8, store_root=read_only, synthesis=SYN, progress=False)
+            )
         # the fix it names exists: the config key (there is no --store-root flag)
         assert "set `store_root:` in the Data Impression dataset config" in str(error.value)
         assert "--store-root" not in str(error.value)
@@ -197,10 +203,10 @@ def test_read_only_store_folder_gets_a_clear_error_and_stays_untouched(tmp_path,
 def test_truncated_part_is_detected_and_remade(tmp_path, caplog):
     ckpt = _ckpt(tmp_path)
     kwargs = dict(num_impressions=40, store_root=tmp_path / "s", synthesis=SYN, progress=False)
-    store = make_impression_store(_spec(ckpt), **kwargs)
+    store = make_impression_store(dict(teacher=_spec(ckpt), **kwargs))
     original = store.part_path(3).read_bytes()
     store.part_path(3).write_bytes(original[: len(original) // 2])
-    again = make_impression_store(_spec(ckpt), **kwargs)
+    again = make_impression_store(dict(teacher=_spec(ckpt), **kwargs))
     assert "part 3" in caplog.text and "corrupted" in caplog.text
     assert again.part_path(3).read_bytes() == original
 
@@ -208,7 +214,9 @@ def test_truncated_part_is_detected_and_remade(tmp_path, caplog):
 def test_input_size_that_does_not_fit_the_teacher_is_explained(tmp_path):
     spec = dict(_spec(_ckpt(tmp_path)), input_size=[3, 8, 8])
     with pytest.raises(ValueError, match=r"input_size \[3, 8, 8\] does not fit"):
-        make_impression_store(spec, num_impressions=8, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+        make_impression_store(
+            dict(teacher=spec, num_impressions=8, store_root=tmp_path / "s", synthesis=SYN, progress=False)
+        )
     assert not (tmp_path / "s").exists()
 
 

@@ -21,7 +21,7 @@ def _teacher_file(tmp_path, seed=0):
 def _store(tmp_path, teacher, **overrides):
     kwargs = dict(teacher=teacher, num_impressions=40, store_root=tmp_path / "stores", synthesis=SYN, progress=False)
     kwargs.update(overrides)
-    return make_impression_store(**kwargs)
+    return make_impression_store(kwargs)
 
 
 def test_parts_are_planned_within_class_and_beta_rows():
@@ -152,3 +152,14 @@ def test_another_classifier_path_gets_another_store(tmp_path):
     auto = _store(tmp_path, teacher)
     named = _store(tmp_path, dict(teacher, classifier_path="head.fc"))
     assert named.path != auto.path
+
+
+def test_the_builder_signature_and_its_settings_name_the_same_keys():
+    """build_impression_dataset's keyword arguments (the YAML interface) are exactly the store's settings plus the
+    dataset's own, so a key can neither be accepted by one and refused by the other."""
+    import inspect
+
+    from zskd_plugin.builder import DATASET_KEYS, STORE_KEYS, build_impression_dataset
+
+    params = [p for p in inspect.signature(build_impression_dataset).parameters if p != "resolver"]
+    assert sorted(params) == sorted(STORE_KEYS + DATASET_KEYS)

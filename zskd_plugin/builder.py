@@ -6,10 +6,10 @@ torchdistill (the registry layer passes in a model resolver for torchdistill's r
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -26,9 +26,11 @@ from .validation import check_bool, check_choice, check_int, check_number, check
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["build_impression_dataset", "check_dataset_kwargs", "make_impression_store"]
+__all__ = ["StoreSettings", "build_impression_dataset", "check_dataset_kwargs", "make_impression_store"]
 
 SPLITS = ("train", "val", "all")
+DEFAULT_STORE_ROOT = "./resource/zskd_store"
+DATASET_KEYS = ("split", "val_fraction", "label_mode", "transform", "batch_transform")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -48,70 +50,93 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _checked_settings(
-    teacher: Mapping[str, Any] | TeacherSpec,
-    num_impressions: int,
-    store_root: str | os.PathLike,
-    seed: int,
-    synthesis: Mapping[str, Any] | SynthesisConfig | None,
-    dirichlet: Mapping[str, Any] | DirichletConfig | None,
-    num_classes: int | None,
-    device: str,
-    progress: bool,
-) -> tuple[TeacherSpec, ImpressionConfig]:
-    """Every store setting checked, by name, without touching the teacher or the disk."""
-    spec = TeacherSpec.from_dict(teacher)
-    config = ImpressionConfig(
-        num_impressions=num_impressions,
-        seed=seed,
-        dirichlet=config_from_mapping(DirichletConfig, dirichlet, "dirichlet"),
-        synthesis=config_from_mapping(SynthesisConfig, synthesis, "synthesis"),
-    )
-    if isinstance(store_root, str):
-        check_optional_str(store_root, "store_root")
-    elif not isinstance(store_root, os.PathLike):
-        raise ValueError(f"store_root must be a folder path, got {store_root!r}")
-    if num_classes is not None:
-        check_int(num_classes, "num_classes", least=2)
-    _resolve_device(device)
-    check_bool(progress, "progress")
-    return spec, config
+@dataclass(frozen=True)
+class StoreSettings:
+    """What makes (or finds) one Data Impression store, checked on construction without touching teacher or disk.
+
+    Attributes:
+        teacher: the teacher (:class:`~zskd_plugin.teacher.TeacherSpec`, or a mapping of its fields).
+        impressions: DI count, seed, Dirichlet and synthesis settings.
+        store_root: folder holding stores; each store gets its own sub-folder.
+        num_classes: expected number of classes; checked against the teacher's final layer.
+        device: where synthesis runs (``auto``: CUDA when available).
+        progress: show progress while synthesising.
+    """
+
+    teacher: TeacherSpec
+    impressions: ImpressionConfig
+    store_root: str | os.PathLike = DEFAULT_STORE_ROOT
+    num_classes: int | None = None
+    device: str | torch.device = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "teacher", TeacherSpec.from_dict(self.teacher))
+        if not isinstance(self.impressions, ImpressionConfig):
+            raise TypeError(f"impressions must be an ImpressionConfig, got {type(self.impressions).__name__}")
+        if isinstance(self.store_root, str):
+            check_optional_str(self.store_root, "store_root")
+        elif not isinstance(self.store_root, os.PathLike):
+            raise ValueError(f"store_root must be a folder path, got {self.store_root!r}")
+        if self.num_classes is not None:
+            check_int(self.num_classes, "num_classes", least=2)
+        _resolve_device(self.device)
+        check_bool(self.progress, "progress")
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> StoreSettings:
+        """From the flat keys a YAML gives (``teacher``, ``num_impressions``, ``store_root``, ``seed``,
+        ``synthesis``, ``dirichlet``, ``num_classes``, ``device``, ``progress``); unknown keys are named."""
+        unknown = [k for k in settings if k not in STORE_KEYS]
+        if unknown:
+            raise TypeError(f"unknown Data Impression store key(s) {unknown}; valid keys: {list(STORE_KEYS)}")
+        missing = [k for k in ("teacher", "num_impressions") if k not in settings]
+        if missing:
+            raise TypeError(f"the Data Impression store needs {missing}; valid keys: {list(STORE_KEYS)}")
+        impressions = ImpressionConfig(
+            num_impressions=settings["num_impressions"],
+            seed=settings.get("seed", 0),
+            dirichlet=config_from_mapping(DirichletConfig, settings.get("dirichlet"), "dirichlet"),
+            synthesis=config_from_mapping(SynthesisConfig, settings.get("synthesis"), "synthesis"),
+        )
+        rest = {k: settings[k] for k in ("store_root", "num_classes", "device", "progress") if k in settings}
+        return cls(teacher=settings["teacher"], impressions=impressions, **rest)
+
+
+STORE_KEYS = ("teacher", "num_impressions", "store_root", "seed", "synthesis", "dirichlet", "num_classes", "device",
+              "progress")  # fmt: skip
 
 
 def make_impression_store(
-    teacher: Mapping[str, Any] | TeacherSpec,
-    num_impressions: int,
-    store_root: str | os.PathLike = "./resource/zskd_store",
-    seed: int = 0,
-    synthesis: Mapping[str, Any] | SynthesisConfig | None = None,
-    dirichlet: Mapping[str, Any] | DirichletConfig | None = None,
-    num_classes: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    resolver: ModelResolver | None = None,
+    settings: StoreSettings | Mapping[str, Any], resolver: ModelResolver | None = None
 ) -> ImpressionStore:
     """Load the teacher and make (or reuse) its complete Data Impression store.
+
+    Args:
+        settings: a :class:`StoreSettings`, or the flat mapping a YAML gives (:meth:`StoreSettings.from_mapping`).
+        resolver: extra model registry for the teacher lookup (torchdistill's, from the registry layer).
 
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node N``; gloo on CPU, NCCL on GPU) every rank makes
     its share of the parts, rank 0 writes the manifest once all are done, and then every rank opens the store.
     """
-    spec, config = _checked_settings(
-        teacher, num_impressions, store_root, seed, synthesis, dirichlet, num_classes, device, progress
-    )
+    if not isinstance(settings, StoreSettings):
+        settings = StoreSettings.from_mapping(settings)
+    spec = settings.teacher
     model = load_teacher(spec, resolver)
     input_config = resolve_input_config(model, spec)
     rank, world_size = _distributed()
     kwargs = dict(
         teacher=model,
         input_config=input_config,
-        config=config,
-        store_root=store_root,
-        num_classes=num_classes,
+        config=settings.impressions,
+        store_root=settings.store_root,
+        num_classes=settings.num_classes,
         classifier_path=spec.classifier_path,
         output=spec.output,
         name=spec.key.rsplit(".", 1)[-1],
-        device=_resolve_device(device),
+        device=_resolve_device(settings.device),
     )
+    progress = settings.progress
     if world_size == 1:
         return synthesize_impressions(progress=progress, **kwargs)
     store = _collectively(
@@ -157,28 +182,36 @@ def _check_split(split: str, val_fraction: float, label_mode: str | None, num_im
         check_choice(label_mode, "label_mode", LABEL_MODES)
 
 
+def _split_settings(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dataset's keyword arguments as (store settings, dataset settings); unknown keys are named."""
+    unknown = [k for k in kwargs if k not in STORE_KEYS and k not in DATASET_KEYS]
+    if unknown:
+        raise TypeError(
+            f"unknown Data Impression dataset key(s) {unknown}; valid keys: {list(STORE_KEYS + DATASET_KEYS)}"
+        )
+    store = {k: v for k, v in kwargs.items() if k in STORE_KEYS}
+    return store, {k: v for k, v in kwargs.items() if k in DATASET_KEYS}
+
+
 def check_dataset_kwargs(kwargs: Mapping[str, Any]) -> None:
     """Check the keyword arguments of :func:`build_impression_dataset` as a YAML gives them (names, then values)
     without loading the teacher or touching the disk, so a config's mistakes surface before any synthesis.
 
     Transforms are left to the builder (in a YAML they are calls not made yet)."""
-    params = inspect.signature(build_impression_dataset).parameters
-    valid = [name for name in params if name != "resolver"]
-    unknown = [k for k in kwargs if k not in valid]
-    if unknown:
-        raise TypeError(f"unknown Data Impression dataset key(s) {unknown}; valid keys: {valid}")
-    missing = [name for name in ("teacher", "num_impressions") if name not in kwargs]
-    if missing:
-        raise TypeError(f"the Data Impression dataset needs {missing}; valid keys: {valid}")
-    values = {name: kwargs.get(name, p.default) for name, p in params.items() if name != "resolver"}
-    _check_split(values["split"], values["val_fraction"], values["label_mode"], values["num_impressions"])
-    _checked_settings(**{name: values[name] for name in inspect.signature(_checked_settings).parameters})
+    store, dataset = _split_settings(kwargs)
+    settings = StoreSettings.from_mapping(store)
+    _check_split(
+        dataset.get("split", "train"),
+        dataset.get("val_fraction", 0.0),
+        dataset.get("label_mode"),
+        settings.impressions.num_impressions,
+    )
 
 
 def build_impression_dataset(
     teacher: Mapping[str, Any] | TeacherSpec,
     num_impressions: int,
-    store_root: str | os.PathLike = "./resource/zskd_store",
+    store_root: str | os.PathLike = DEFAULT_STORE_ROOT,
     seed: int = 0,
     synthesis: Mapping[str, Any] | SynthesisConfig | None = None,
     dirichlet: Mapping[str, Any] | DirichletConfig | None = None,
@@ -212,13 +245,15 @@ def build_impression_dataset(
         progress: show a progress bar while synthesising.
         resolver: extra model registry for the teacher lookup.
     """
+    settings = StoreSettings.from_mapping(
+        dict(teacher=teacher, num_impressions=num_impressions, store_root=store_root, seed=seed, synthesis=synthesis,
+             dirichlet=dirichlet, num_classes=num_classes, device=device, progress=progress)
+    )  # fmt: skip
     _check_split(split, val_fraction, label_mode, num_impressions)
     for name, fn in (("transform", transform), ("batch_transform", batch_transform)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be a callable transform (an !import_call of one), got {fn!r}")
-    store = make_impression_store(
-        teacher, num_impressions, store_root, seed, synthesis, dirichlet, num_classes, device, progress, resolver
-    )
+    store = make_impression_store(settings, resolver)
     data = store.load()
     if split != "all":
         train_idx, val_idx = split_indices(data.images.shape[0], val_fraction, seed)
