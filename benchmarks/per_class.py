@@ -1,6 +1,6 @@
 """Per-class test accuracy of a benchmark's checkpoints, and how often each student agrees with its teacher.
 
-    python benchmarks/per_class.py results/fashion-mnist-quick kd-seed0 zskd-ours-seed0 zskd-paper-seed0
+    python benchmarks/per_class.py results/fashion-mnist-quick kd-seed0 zskd-ours-seed0 zskd-release-seed0
 
 Reads each row's config from ``<results>/configs/<row>.yaml`` (as ``zskd benchmark`` wrote it), loads the checkpoint
 the row wrote (its ``dst_ckpt``: for student rows the epoch chosen on the held-out split, which is what the table's

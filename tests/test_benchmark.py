@@ -50,10 +50,10 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert rows[0] == "teacher"
     for row in ("student-ce", "kd", "dist", "at"):
         assert rows.count(row) == 1
-    for row in ("zskd-paper", "zskd-ours", "noise"):
+    for row in ("zskd-release", "zskd-ours", "noise"):
         assert sorted(p.seed for p in plans if p.row == row) == [0, 1, 2]
     assert sorted(p.num_impressions for p in plans if p.row == "zskd-sweep") == [600, 3000, 12000]  # 24,000: ours
-    assert {p.num_impressions for p in plans if p.row.startswith("zskd-p")} == {24000}
+    assert {p.num_impressions for p in plans if p.row == "zskd-release"} == {24000}
 
 
 def test_cifar10_suite_plans_the_real_data_kd_rows_with_the_zskd_optimiser(tmp_path: Path):
@@ -78,9 +78,9 @@ def test_cifar10_suite_plans_the_real_data_kd_rows_with_the_zskd_optimiser(tmp_p
 
 def test_a_scale_sets_its_budget_by_epochs_or_by_images_not_both():
     with pytest.raises(ValueError, match="exactly one of epochs and images"):
-        benchmark.Scale("x", epochs=10, zskd_impressions=None, paper_iters=1, sweep_fractions=(), seeds=1, images=100)
+        benchmark.Scale("x", epochs=10, zskd_impressions=None, release_iters=1, sweep_fractions=(), seeds=1, images=100)
     with pytest.raises(ValueError, match="exactly one of epochs and images"):
-        benchmark.Scale("x", epochs=None, zskd_impressions=None, paper_iters=1, sweep_fractions=(), seeds=1)
+        benchmark.Scale("x", epochs=None, zskd_impressions=None, release_iters=1, sweep_fractions=(), seeds=1)
 
 
 @pytest.mark.parametrize(("suite", "train_dis", "ours_epochs"), [("mnist", 21600, 120), ("fashion-mnist", 43200, 60)])
@@ -102,7 +102,7 @@ def test_every_student_row_sees_the_same_images_with_the_same_optimiser(
         seen[plan.name] = train["num_epochs"]
     assert seen["kd-seed0"] == round(budget.images / 55000)  # the real split's training part
     assert seen["zskd-ours-seed0"] == ours_epochs
-    assert seen["zskd-paper-seed0"] == round(budget.images / 5400)  # 6,000 DIs less the held-out 10%
+    assert seen["zskd-release-seed0"] == round(budget.images / 5400)  # 6,000 DIs less the held-out 10%
     assert seen["zskd-sweep-n600-seed0"] == round(budget.images / 540)
 
 
@@ -111,31 +111,31 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     (tmp_path / "data").symlink_to(mnist_root.resolve())
     report = benchmark.run_suite("mnist", "tiny", "results", progress=False, configs_root=REPO)
 
-    expected = {"teacher", "student-ce", "kd", "dist", "at", "zskd-paper", "zskd-ours", "noise"}
+    expected = {"teacher", "student-ce", "kd", "dist", "at", "zskd-release", "zskd-ours", "noise"}
     assert set(report["rows"]) == expected
-    for row in ("zskd-paper", "zskd-ours", "noise"):
+    for row in ("zskd-release", "zskd-ours", "noise"):
         acc = report["rows"][row]["test_acc_last"]
         seeds = [r["test_acc_last"] for r in report["runs"] if r["row"] == row]
         assert acc["n"] == 2 and acc["mean"] == pytest.approx(sum(seeds) / 2, abs=0.006)
     assert report["rows"]["teacher"]["test_acc_last"]["mean"] > 15.0  # 200 real images, 6 epochs: above chance
     assert [p["num_impressions"] for p in report["sweep"]] == [30, 40]
-    assert report["rows"]["zskd-paper"]["paper"] == 98.77
+    assert report["rows"]["zskd-release"]["paper"] == 98.77
 
     # every row names a config that exists and reproduces it; the noise row's Data Impressions are unoptimised
     for run in report["runs"]:
         assert Path(run["config"]).is_file() and run["command"].endswith(f"--seed {run['seed']}")
         assert run["wall_seconds"] > 0
     noise = load_config_tree("results/mnist-tiny/configs/noise-seed1.yaml")
-    paper = load_config_tree("results/mnist-tiny/configs/zskd-paper-seed0.yaml")
+    paper = load_config_tree("results/mnist-tiny/configs/zskd-release-seed0.yaml")
     noise_kwargs = noise["datasets"]["zskd/train"].value["init"]["kwargs"]
     assert noise_kwargs["synthesis"]["num_iters"] == 0 and noise_kwargs["seed"] == 1
-    paper_syn = paper["datasets"]["zskd/train"].value["init"]["kwargs"]["synthesis"]
-    assert paper_syn["minmax_rescale"] and paper_syn["lr"] == 0.001
+    release_syn = paper["datasets"]["zskd/train"].value["init"]["kwargs"]["synthesis"]
+    assert release_syn["minmax_rescale"] and release_syn["lr"] == 0.001
     assert noise["models"]["teacher_model"]["src_ckpt"] == "./resource/ckpt/benchmark/mnist-tiny/teacher.pt"
 
     out = tmp_path / "results"
     table = (out / "mnist-tiny.md").read_text()
-    assert "| zskd-paper |" in table and "98.77" in table and "| noise |" in table
+    assert "| zskd-release |" in table and "98.77" in table and "| noise |" in table
     assert (out / "mnist-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "mnist-tiny.json").read_text())["rows"].keys() == report["rows"].keys()
 
@@ -180,7 +180,7 @@ def test_rows_need_a_teacher_first(tmp_path: Path, monkeypatch):
 
 
 def test_summary_is_the_mean_and_the_sample_std():
-    # Fashion-MNIST's paper-settings row, three seeds (results/fashion-mnist-quick.md)
+    # Fashion-MNIST's release-recipe row, three seeds (results/fashion-mnist-quick.md)
     assert bench_report.summary([56.23, 48.66, 41.20]) == {"mean": 48.70, "std": 7.52, "n": 3}
     assert bench_report.summary([98.87]) == {"mean": 98.87, "std": 0.0, "n": 1}
 
@@ -260,15 +260,15 @@ def test_a_resumed_suite_reruns_exactly_the_rows_whose_config_or_teacher_changed
     assert run()["stale"] == [] and sorted(fake.calls) == students
 
     # a changed row config: that row only is left out until it runs again, and its old config stays as measured
-    paper_config = Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes()
+    paper_config = Path("results/mnist-tiny/configs/zskd-release-seed0.yaml").read_bytes()
     monkeypatch.setattr(bench_plan, "PAPER_AUGMENT", {"degrees": 5, "translate": 0.1, "scale": 0.1})
     fake.calls.clear()
     report = run(["zskd-ours"])
-    assert fake.calls == [] and report["stale"] == ["zskd-paper-seed0", "zskd-paper-seed1"]
-    assert "zskd-paper" not in report["rows"] and "zskd-ours" in report["rows"]
-    assert Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_bytes() == paper_config
-    assert run(["zskd-paper"])["stale"] == [] and fake.calls == ["zskd-paper-seed0", "zskd-paper-seed1"]
-    assert "degrees: 5" in Path("results/mnist-tiny/configs/zskd-paper-seed0.yaml").read_text()
+    assert fake.calls == [] and report["stale"] == ["zskd-release-seed0", "zskd-release-seed1"]
+    assert "zskd-release" not in report["rows"] and "zskd-ours" in report["rows"]
+    assert Path("results/mnist-tiny/configs/zskd-release-seed0.yaml").read_bytes() == paper_config
+    assert run(["zskd-release"])["stale"] == [] and fake.calls == ["zskd-release-seed0", "zskd-release-seed1"]
+    assert "degrees: 5" in Path("results/mnist-tiny/configs/zskd-release-seed0.yaml").read_text()
 
 
 def test_a_partly_measured_suite_says_what_is_missing_and_a_broken_row_file_is_named(tmp_path: Path, monkeypatch):

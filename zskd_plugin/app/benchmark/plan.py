@@ -9,7 +9,7 @@ from typing import Any
 
 from ..yaml_tree import load_config_tree
 from .derive import subset_edit, train_size, zskd_edit
-from .suites import PAPER_AUGMENT, PAPER_SYNTHESIS, Scale, Suite
+from .suites import PAPER_AUGMENT, RELEASE_SYNTHESIS, Scale, Suite
 
 __all__ = ["Budget", "RowPlan", "plan_rows", "shared_budget"]
 
@@ -35,7 +35,7 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     """The suite's runs at this scale, teacher first."""
     d = Path(configs_root) / suite.config_dir
     n_zskd = scale.zskd_impressions or suite.paper_impressions
-    n_paper = scale.paper_impressions or n_zskd
+    n_release = scale.release_impressions or n_zskd
     subset = subset_edit(scale.real_train_subset)
 
     def student_ce(tree: dict[str, Any]) -> None:
@@ -48,14 +48,14 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     ]
     rows += [RowPlan(row, label, str(d / config), 0, subset) for row, label, config in suite.methods]
     zskd = str(d / suite.zskd)
-    paper_syn = dict(PAPER_SYNTHESIS, num_iters=scale.paper_iters)
-    paper_aug = dict(PAPER_AUGMENT, hflip=0.5) if suite.flip else PAPER_AUGMENT
+    release_syn = dict(RELEASE_SYNTHESIS, num_iters=scale.release_iters)
+    release_aug = dict(PAPER_AUGMENT, hflip=0.5) if suite.flip else PAPER_AUGMENT
     ours_syn = {} if scale.ours_iters is None else {"num_iters": scale.ours_iters}
     noise_syn = {"num_iters": 0}
     for seed in range(scale.seeds):
         rows += [
-            RowPlan("zskd-paper", f"ZSKD, the paper's synthesis settings, {n_paper} DIs", zskd, seed,
-                    zskd_edit(n_paper, seed, paper_syn, paper_aug, replace_synthesis=True), n_paper),
+            RowPlan("zskd-release", f"ZSKD, the release's CIFAR-10 synthesis recipe, {n_release} DIs", zskd, seed,
+                    zskd_edit(n_release, seed, release_syn, release_aug, replace_synthesis=True), n_release),
             RowPlan("zskd-ours", f"ZSKD, our settings, {n_zskd} DIs", zskd, seed,
                     zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
             RowPlan("noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,

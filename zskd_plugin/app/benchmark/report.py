@@ -128,7 +128,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Accuracy against DI count, with the real-data rows as reference lines."""
-    if not report["sweep"]:  # e.g. a suite run with --only teacher zskd-paper: nothing to plot
+    if not report["sweep"]:  # e.g. a suite run with --only teacher zskd-release: nothing to plot
         _logger.info("no DI-count sweep measured yet; %s not written", path)
         return
     try:
