@@ -163,3 +163,21 @@ def test_the_builder_signature_and_its_settings_name_the_same_keys():
 
     params = [p for p in inspect.signature(build_impression_dataset).parameters if p != "resolver"]
     assert sorted(params) == sorted(STORE_KEYS + DATASET_KEYS)
+
+
+def test_the_store_key_of_the_shipped_mnist_settings_does_not_move():
+    """A refactor must not orphan users' stores: the folder name for the MNIST configs' settings and a fixed teacher
+    is the one the plugin computed at e278a96 (before the layout and validation changes)."""
+    from zskd_plugin.dirichlet import DirichletConfig
+    from zskd_plugin.impressions import ImpressionConfig, open_store
+    from zskd_plugin.models import create_model
+    from zskd_plugin.synthesis import SynthesisConfig
+    from zskd_plugin.teacher import InputConfig
+
+    torch.manual_seed(0)
+    teacher = create_model("lenet5", num_classes=10)
+    synthesis = SynthesisConfig(num_iters=100, lr=0.1, lr_schedule="cosine", batch_size=200, temperature=20.0,
+                                tv_weight=1.0, l2_weight=0.1, precision="bf16", channels_last=True)  # fmt: skip
+    config = ImpressionConfig(24000, 0, DirichletConfig(betas=[1.0, 0.1], beta_shares=[0.5, 0.5]), synthesis)
+    inputs = InputConfig(input_size=(1, 32, 32), mean=(0.1307,), std=(0.3081,))
+    assert open_store("unused", teacher, inputs, config, 10, "lenet5").path.name == "lenet5-7464a02a6b90643b"
