@@ -26,7 +26,14 @@ from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .progress import ProgressBar
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
-from .synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, module_device, synthesize_batch
+from .synthesis import (
+    SynthesisConfig,
+    SynthesisLoss,
+    batchnorm_layers,
+    frozen_teacher,
+    module_device,
+    synthesize_batch,
+)
 from .teacher import InputConfig, check_logits, teacher_fingerprint
 from .validation import check_int
 
@@ -58,7 +65,16 @@ class ImpressionConfig:
             raise TypeError("ImpressionConfig takes a DirichletConfig and a SynthesisConfig")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as plain data for the store key. Synthesis settings added after stores were first keyed
+        (the BatchNorm prior) appear only when set, so existing stores keep their keys."""
+        settings = dataclasses.asdict(self)
+        for name, off in _KEYED_ONLY_WHEN_SET.items():
+            if settings["synthesis"][name] == off:
+                del settings["synthesis"][name]
+        return settings
+
+
+_KEYED_ONLY_WHEN_SET = {"bn_weight": 0.0, "bn_first_multiplier": 1.0}
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,11 @@ def synthesize_impressions(
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
     _check_input_fits(teacher, input_config, num_classes, name)
+    if config.synthesis.bn_weight and not batchnorm_layers(teacher):
+        raise ValueError(
+            f"synthesis bn_weight needs a teacher with BatchNorm layers; teacher {name!r} has none: set bn_weight: 0 "
+            "(the image priors tv_weight and l2_weight need none)"
+        )
     store = open_store(store_root, teacher, input_config, config, num_classes, name, classifier_path, output)
     if store.is_complete() and not store.missing_parts():
         _logger.info("reusing complete Data Impression store %s", store.path)

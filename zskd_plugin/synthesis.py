@@ -41,6 +41,7 @@ __all__ = [
     "SynthesisLoss",
     "total_variation",
     "frozen_teacher",
+    "batchnorm_layers",
     "module_device",
     "synthesize_batch",
 ]
@@ -77,6 +78,12 @@ class SynthesisConfig:
         tv_weight: weight of the total-variation prior ``R_TV`` (pixel space) in the objective; 0: the paper's.
         l2_weight: weight of the ``R_l2`` prior on the normalised input (pulls pixels towards the input mean);
             0: the paper's.
+        bn_weight: weight of the BatchNorm-statistics prior ``R_BN`` (DeepInversion, Yin et al. CVPR 2020,
+            Eq. 4): for every BatchNorm layer of the teacher, the distance between the synthetic batch's per-channel
+            mean and variance at its input and the layer's running statistics. 0: off (the paper's); needs a teacher
+            with BatchNorm layers.
+        bn_first_multiplier: DeepInversion's heavier first layer: the first BatchNorm layer's term is multiplied
+            by this.
     """
 
     num_iters: int = 200
@@ -93,18 +100,26 @@ class SynthesisConfig:
     lr_schedule: str = "constant"
     tv_weight: float = 0.0
     l2_weight: float = 0.0
+    bn_weight: float = 0.0
+    bn_first_multiplier: float = 1.0
 
     def __post_init__(self) -> None:
         for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
             check_int(getattr(self, name), f"synthesis {name}", least)
         for name in ("lr", "temperature"):
             check_number(getattr(self, name), f"synthesis {name}", low=0, low_open=True)
-        for name in ("early_stop_tol", "tv_weight", "l2_weight"):
+        for name in ("early_stop_tol", "tv_weight", "l2_weight", "bn_weight"):
             check_number(getattr(self, name), f"synthesis {name}", low=0)
+        check_number(self.bn_first_multiplier, "synthesis bn_first_multiplier", low=0)
         for name in ("minmax_rescale", "warm_start", "channels_last", "compile"):
             check_bool(getattr(self, name), f"synthesis {name}")
         check_choice(self.lr_schedule, "synthesis lr_schedule", LR_SCHEDULES)
         check_choice(self.precision, "synthesis precision", PRECISIONS)
+        if self.early_stop_tol > 0 and self.bn_weight > 0:
+            raise ValueError(
+                "synthesis early_stop_tol needs bn_weight: 0 (the BatchNorm prior is a statistic of the whole batch, "
+                "so an image cannot leave it early)"
+            )
         if self.early_stop_tol > 0 and self.minmax_rescale:
             raise ValueError(
                 "synthesis early_stop_tol needs minmax_rescale: false (the release's whole-batch rescaling couples "
@@ -196,6 +211,39 @@ def _with_fast_lrn(model: nn.Module) -> nn.Module:
     return model
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's BatchNorm layers that keep running statistics, in module order (timm's ``BatchNormAct2d`` is one)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None and m.running_var is not None
+    ]
+
+
+def _hook_batchnorm_statistics(model: nn.Module, terms: list[Tensor], first_multiplier: float) -> None:
+    """Forward hooks that append, per BatchNorm layer, ``||mu(x) - mu_run||_2 + ||var(x) - var_run||_2`` of the
+    layer's input batch (DeepInversion, Yin et al. CVPR 2020, Eq. 4), the first layer's times ``first_multiplier``;
+    statistics in fp32 whatever the autocast or memory format."""
+    layers = batchnorm_layers(model)
+    if not layers:
+        raise ValueError(
+            f"synthesis bn_weight needs a teacher with BatchNorm layers; {type(model).__name__} has none: set "
+            "bn_weight: 0 (and use the image priors tv_weight/l2_weight instead)"
+        )
+
+    def hook(module: nn.modules.batchnorm._BatchNorm, args: tuple[Tensor, ...], out: Tensor) -> None:
+        x = args[0].float()
+        dims = [d for d in range(x.dim()) if d != 1]  # every axis but the channels
+        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+        term = torch.linalg.vector_norm(mean - module.running_mean.float()) + torch.linalg.vector_norm(
+            var - module.running_var.float()
+        )
+        terms.append(term * first_multiplier if module is layers[0] else term)
+
+    for layer in layers:
+        layer.register_forward_hook(hook)
+
+
 class SynthesisLoss:
     """The per-image objective as the engine runs it: normalise, teacher forward (bf16 autocast, channels-last and
     ``torch.compile`` as configured; ``nn.LocalResponseNorm`` as :class:`ChannelWindowLRN`), tempered cross-entropy
@@ -217,6 +265,11 @@ class SynthesisLoss:
         model = _with_fast_lrn(teacher)  # a copy when it swaps anything: the caller's teacher is left as it was
         if self.channels_last:  # converts parameters in place, so on a copy too
             model = (copy.deepcopy(model) if model is teacher else model).to(memory_format=torch.channels_last)
+        self.bn_weight = config.bn_weight
+        self._bn_terms: list[Tensor] = []
+        if self.bn_weight:
+            model = model if model is not teacher else copy.deepcopy(model)  # hooks go on the engine's own copy
+            _hook_batchnorm_statistics(model, self._bn_terms, config.bn_first_multiplier)
         self.model = model
         self._fn: Callable[[Tensor, Tensor], Tensor] = self._loss
         if config.compile:
@@ -226,6 +279,7 @@ class SynthesisLoss:
         z = (x - self.mean) / self.std
         if self.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
+        self._bn_terms.clear()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(z)
         loss = tempered_cross_entropy(logits.float(), targets, self.temperature)
@@ -233,6 +287,10 @@ class SynthesisLoss:
             loss = loss + self.tv_weight * total_variation(x)
         if self.l2_weight:
             loss = loss + self.l2_weight * z.float().pow(2).mean(dim=(1, 2, 3))
+        if self.bn_weight:
+            # a statistic of the whole batch: each image carries an equal share, so the batch's summed objective
+            # holds it once per image, as a mean objective over the batch would hold it once
+            loss = loss + self.bn_weight * sum(self._bn_terms)
         return loss
 
     def __call__(self, x: Tensor, targets: Tensor) -> Tensor:

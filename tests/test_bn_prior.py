@@ -1,0 +1,130 @@
+"""The BatchNorm-statistics prior (DeepInversion, Yin et al. CVPR 2020, Eq. 4) in the synthesis engine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_tiny_teacher
+from torch import nn
+
+from zskd_plugin.builder import make_impression_store
+from zskd_plugin.impressions import ImpressionConfig, open_store
+from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, batchnorm_layers, frozen_teacher, synthesize_batch
+from zskd_plugin.teacher import InputConfig
+
+
+class BNTeacher(nn.Module):
+    """BatchNorm straight on the input (so its input statistics are the batch's pixel statistics), then a small CNN
+    with a second BatchNorm; 1x8x8 -> 4 classes, final layer at head.fc."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.bn0 = nn.BatchNorm2d(1)
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.pool = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential()
+        self.head.add_module("fc", nn.Linear(24, num_classes))
+        self.pretrained_cfg = {"input_size": (1, 8, 8), "mean": (0.0,), "std": (1.0,)}
+
+    def forward(self, x):
+        return self.head(self.pool(self.bn1(self.conv(self.bn0(x)))))
+
+
+def _bn_teacher(seed: int = 0) -> BNTeacher:
+    torch.manual_seed(seed)
+    model = BNTeacher()
+    with torch.no_grad():  # running statistics away from those of uniform noise, as a trained net's would be
+        model.bn0.running_mean.fill_(0.2)
+        model.bn0.running_var.fill_(0.01)
+        model.bn1.running_mean.uniform_(-0.5, 0.5)
+        model.bn1.running_var.uniform_(0.05, 0.5)
+        model.head.fc.weight.mul_(50.0)
+    return model.eval()
+
+
+def _targets(n: int = 32) -> torch.Tensor:
+    return torch.eye(4).repeat(n // 4, 1) * 0.9 + 0.025
+
+
+def _bn_distance(teacher: BNTeacher, images: torch.Tensor) -> float:
+    """sum over BN layers of ||mu - mu_run|| + ||var - var_run|| of the batch, computed here independently."""
+    total, x = 0.0, images
+    for layer, before in ((teacher.bn0, None), (teacher.bn1, teacher.conv)):
+        with torch.no_grad():
+            inp = before(teacher.bn0(x)) if before is not None else x
+        mean, var = inp.mean(dim=(0, 2, 3)), inp.var(dim=(0, 2, 3), unbiased=False)
+        total += float((mean - layer.running_mean).norm() + (var - layer.running_var).norm())
+    return total
+
+
+def test_the_prior_is_deepinversion_eq4_computed_independently():
+    teacher = _bn_teacher()
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = _targets()
+    mean, std = torch.tensor([0.0]), torch.tensor([1.0])
+    with frozen_teacher(teacher):
+        plain = SynthesisLoss(teacher, mean, std, SynthesisConfig())(x, y)
+        with_bn = SynthesisLoss(teacher, mean, std, SynthesisConfig(bn_weight=2.0))(x, y)
+        heavy_first = SynthesisLoss(teacher, mean, std, SynthesisConfig(bn_weight=2.0, bn_first_multiplier=10.0))(x, y)
+    # first layer alone: |mean(x) - 0.2| + |var(x) - 0.01| for the single input channel
+    first = float((x.mean() - 0.2).abs() + (x.var(unbiased=False) - 0.01).abs())
+    assert torch.allclose(with_bn - plain, torch.full_like(plain, 2.0 * _bn_distance(teacher, x)), atol=1e-5)
+    assert torch.allclose(heavy_first - with_bn, torch.full_like(plain, 2.0 * 9.0 * first), atol=1e-5)
+
+
+def test_synthesis_with_the_prior_moves_the_batch_statistics_to_the_running_ones():
+    teacher = _bn_teacher()
+    y = _targets()
+    mean, std = torch.tensor([0.0]), torch.tensor([1.0])
+    distances = {}
+    for bn_weight in (0.0, 1.0):
+        config = SynthesisConfig(num_iters=150, lr=0.05, batch_size=32, bn_weight=bn_weight)
+        with frozen_teacher(teacher):
+            result = synthesize_batch(teacher, y, (1, 8, 8), mean, std, config, torch.Generator().manual_seed(0))
+        distances[bn_weight] = _bn_distance(teacher, result.images)
+        assert result.agreement.float().mean() >= 0.75  # still the targets' classes
+    assert distances[1.0] < 0.3 * distances[0.0], distances
+
+
+def test_bf16_and_channels_last_compute_the_same_prior():
+    teacher = _bn_teacher()
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = _targets()
+    mean, std = torch.tensor([0.0]), torch.tensor([1.0])
+    with frozen_teacher(teacher):
+        fp32 = SynthesisLoss(teacher, mean, std, SynthesisConfig(bn_weight=1.0))(x, y)
+        fast = SynthesisLoss(teacher, mean, std, SynthesisConfig(bn_weight=1.0, precision="bf16", channels_last=True))
+        fast_loss = fast(x, y)
+    assert torch.allclose(fp32, fast_loss, rtol=0.02, atol=0.02)
+    assert len(batchnorm_layers(teacher)) == 2 and not teacher._forward_hooks  # hooks on the engine's copy only
+    assert not any(layer._forward_hooks for layer in batchnorm_layers(teacher))
+
+
+def test_a_teacher_without_batchnorm_is_a_config_error_before_anything_is_written(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(make_tiny_teacher().state_dict(), ckpt)
+    settings = dict(
+        teacher={"key": "conftest.TinyTeacher", "source": "import", "src_ckpt": str(ckpt)},
+        num_impressions=8,
+        store_root=tmp_path / "s",
+        synthesis={"num_iters": 2, "batch_size": 8, "bn_weight": 0.1},
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="synthesis bn_weight needs a teacher with BatchNorm layers"):
+        make_impression_store(settings)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="early_stop_tol needs bn_weight: 0"):
+        SynthesisConfig(bn_weight=0.1, early_stop_tol=1e-3)
+
+
+def test_the_prior_enters_the_store_key_only_when_set():
+    teacher = _bn_teacher()
+    inputs = InputConfig(input_size=(1, 8, 8), mean=(0.0,), std=(1.0,))
+
+    def key(**synthesis) -> str:
+        config = ImpressionConfig(num_impressions=8, synthesis=SynthesisConfig(**synthesis))
+        return open_store("unused", teacher, inputs, config, 4).path.name
+
+    assert key() == key(bn_first_multiplier=1.0)  # off: the key of a store made before the prior existed
+    assert len({key(), key(bn_weight=0.1), key(bn_weight=0.1, bn_first_multiplier=10.0)}) == 3
