@@ -58,7 +58,7 @@ class SynthesisConfig:
     Attributes:
         num_iters: the most Adam steps a Data Impression gets (the paper's release: 1500). 0 keeps the initial
             uniform noise unoptimised: the noise baseline that shows what synthesis adds.
-        lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps; 0.05 converges in ~200).
+        lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps).
         batch_size: Data Impressions optimised together; also the size of one store part.
         temperature: softmax temperature ``tau`` of the teacher (paper: 20).
         minmax_rescale: rescale the whole batch to [0, 1] by its min and max after every step, as the authors'
@@ -179,7 +179,7 @@ class ChannelWindowLRN(nn.Module):
     The same function as torch's (which averages ``x**2`` over a zero-padded window of ``size`` channels, always
     dividing by ``size``): ``x / (k + alpha * window_sum(x**2) / size) ** beta``. A band matrix turns the window sum
     into one small matrix product per pixel, which oneDNN/cuDNN run far faster, forward and backward, than the
-    pooling over a padded 5-d view that torch uses; in the CIFAR AlexNet that pooling is half of synthesis time.
+    pooling over a padded 5-d view that torch uses (the CIFAR AlexNet's figures: ``docs/performance.md``).
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:

@@ -31,9 +31,9 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "paper": Scale("paper", epochs=200, zskd_impressions=None, release_iters=1500,
                    sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3),
-    # quick: our rows at the paper's DI count; the release-recipe row (1,500 steps per DI, ~60 ms per DI on 2 CPU
-    # cores) at 6,000 DIs. Every student row of every suite sees 2,592,000 training images: 120 epochs of MNIST's
-    # 21,600 training DIs, 60 of Fashion-MNIST's 43,200 (keeps a suite within ~2 hours on 2 CPU cores).
+    # quick: our rows at the paper's DI count; the release-recipe row (1,500 steps per DI) at 6,000 DIs. Every
+    # student row of every suite sees 2,592,000 training images: 120 epochs of MNIST's 21,600 training DIs, 60 of
+    # Fashion-MNIST's 43,200 (sized for 2 CPU cores: the suites' wall times are in results/README.md).
     "quick": Scale("quick", epochs=None, zskd_impressions=None, release_iters=1500,
                    sweep_fractions=(0.01, 0.05, 0.2, 0.4), seeds=3, release_impressions=6000, images=2_592_000),
     "tiny": Scale("tiny", epochs=1, zskd_impressions=40, release_iters=3,
