@@ -1,0 +1,163 @@
+"""Exploratory probe for a timm BatchNorm teacher (issue 17): resnet10t trained 3 epochs on real Fashion-MNIST ->
+Data Impressions from it (with or without the BatchNorm prior) -> LeNet-5-half distilled on the DIs alone (the
+Fashion-MNIST config's augmentation, ZSKD loss at T=20, Adam 0.004 cosine, batch 256) -> real test accuracy.
+
+Plain PyTorch around the library's store, augmentation and loss (no torchdistill), so a lever can be tried in
+minutes; the benchmark suites are the figures to quote. Appends one JSON line per run to ``OUT/results.jsonl``.
+
+    python benchmarks/timm_bn_probe.py --stage teacher
+    python benchmarks/timm_bn_probe.py --stage zskd --bn-weight 0.01
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision import transforms as T
+
+from zskd_plugin.augment import ImpressionAugment
+from zskd_plugin.builder import make_impression_store
+from zskd_plugin.dataset import split_indices
+from zskd_plugin.losses import zskd_kd_loss
+from zskd_plugin.models import create_model
+
+p = argparse.ArgumentParser()
+p.add_argument("--stage", choices=["teacher", "zskd"], required=True)
+p.add_argument("--bn-weight", type=float, default=0.0)
+p.add_argument("--bn-first", type=float, default=1.0)
+p.add_argument("--tv", type=float, default=1.0)
+p.add_argument("--l2", type=float, default=0.1)
+p.add_argument("--n", type=int, default=4000)
+p.add_argument("--epochs", type=int, default=60)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--iters", type=int, default=100)
+p.add_argument("--data-root", default="./data")
+p.add_argument("--out", default="./resource/timm_bn_probe")
+args = p.parse_args()
+torch.set_num_threads(int(os.environ.get("T", "2")))
+MEAN, STD = 0.2860, 0.3530
+OUT = Path(args.out)
+OUT.mkdir(parents=True, exist_ok=True)
+tf = T.Compose([T.ToTensor(), T.Pad(2), T.Normalize([MEAN], [STD])])
+test = torchvision.datasets.FashionMNIST(args.data_root, train=False, download=False, transform=tf)
+test_loader = torch.utils.data.DataLoader(test, batch_size=1000)
+
+
+def evaluate(model):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in test_loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return 100.0 * correct / len(test)
+
+
+ckpt = OUT / "resnet10t_fmnist.pt"
+if args.stage == "teacher":
+    torch.manual_seed(0)
+    train = torchvision.datasets.FashionMNIST(args.data_root, train=True, download=False, transform=tf)
+    loader = torch.utils.data.DataLoader(train, batch_size=128, shuffle=True)
+    model = timm.create_model("resnet10t", num_classes=10, in_chans=1)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for epoch in range(3):
+        model.train()
+        t0 = time.time()
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        print(f"teacher epoch {epoch + 1}: test {evaluate(model):.2f}% ({time.time() - t0:.0f} s)", flush=True)
+    torch.save(model.state_dict(), ckpt)
+    sys.exit(0)
+
+teacher_spec = {
+    "key": "resnet10t",
+    "source": "timm",
+    "kwargs": {"num_classes": 10, "in_chans": 1},
+    "src_ckpt": str(ckpt),
+    "input_size": [1, 32, 32],
+    "mean": [MEAN],
+    "std": [STD],
+}
+synthesis = {
+    "num_iters": args.iters,
+    "lr": 0.1,
+    "lr_schedule": "cosine",
+    "batch_size": 200,
+    "temperature": 20.0,
+    "tv_weight": args.tv,
+    "l2_weight": args.l2,
+    "precision": "bf16",
+    "channels_last": True,
+    "bn_weight": args.bn_weight,
+    "bn_first_multiplier": args.bn_first,
+}
+t0 = time.time()
+store = make_impression_store(
+    {
+        "teacher": teacher_spec,
+        "num_impressions": args.n,
+        "seed": args.seed,
+        "store_root": str(OUT / "stores"),
+        "synthesis": synthesis,
+        "progress": False,
+    }
+)
+syn_s = time.time() - t0
+data = store.load()
+train_idx, _ = split_indices(data.images.shape[0], 0.1, args.seed)
+images = data.images[train_idx]
+teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
+teacher.load_state_dict(torch.load(ckpt))
+teacher.eval()
+torch.manual_seed(args.seed)
+student = create_model("lenet5_half", num_classes=10)
+opt = torch.optim.Adam(student.parameters(), 0.004)
+steps = args.epochs * math.ceil(len(images) / 256)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+aug = ImpressionAugment(degrees=15, translate=0.1, scale=0.1, hflip=0.5, blur_sigma=2.0, contrast=0.7)
+t0 = time.time()
+for epoch in range(args.epochs):
+    student.train()
+    x_all = (aug(images) - MEAN) / STD
+    order = torch.randperm(len(x_all))
+    for i in range(0, len(order), 256):
+        x = x_all[order[i : i + 256]]
+        with torch.no_grad():
+            t = teacher(x)
+        loss = zskd_kd_loss(student(x), t, 20.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+acc = evaluate(student)
+# teacher agreement and DI accuracy under the teacher
+with torch.no_grad():
+    di_agree = (teacher((data.images - MEAN) / STD).argmax(1) == data.targets.argmax(1)).float().mean().item() * 100
+rec = dict(
+    bn_weight=args.bn_weight,
+    bn_first=args.bn_first,
+    tv=args.tv,
+    l2=args.l2,
+    n=args.n,
+    epochs=args.epochs,
+    seed=args.seed,
+    iters=args.iters,
+    student_test=acc,
+    teacher_test=evaluate(teacher),
+    di_teacher_agreement=di_agree,
+    synthesis_s=round(syn_s),
+    distill_s=round(time.time() - t0),
+    store=store.path.name,
+)
+print(json.dumps(rec), flush=True)
+with open(OUT / "results.jsonl", "a") as f:
+    f.write(json.dumps(rec) + "\n")
