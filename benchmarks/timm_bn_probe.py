@@ -30,7 +30,7 @@ from zskd_plugin.losses import zskd_kd_loss
 from zskd_plugin.models import create_model
 
 p = argparse.ArgumentParser()
-p.add_argument("--stage", choices=["teacher", "zskd"], required=True)
+p.add_argument("--stage", choices=["teacher", "zskd", "diagnose"], required=True)
 p.add_argument("--bn-weight", type=float, default=0.0)
 p.add_argument("--bn-first", type=float, default=1.0)
 p.add_argument("--tv", type=float, default=1.0)
@@ -39,6 +39,10 @@ p.add_argument("--n", type=int, default=4000)
 p.add_argument("--epochs", type=int, default=60)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--iters", type=int, default=100)
+p.add_argument("--kd-temperature", type=float, default=20.0)
+p.add_argument("--blur", type=float, default=2.0, help="ImpressionAugment blur_sigma during distillation")
+p.add_argument("--contrast", type=float, default=0.7, help="ImpressionAugment contrast during distillation")
+p.add_argument("--real-control", action="store_true", help="distil on as many real training images instead (control)")
 p.add_argument("--data-root", default="./data")
 p.add_argument("--out", default="./resource/timm_bn_probe")
 args = p.parse_args()
@@ -78,6 +82,47 @@ if args.stage == "teacher":
     torch.save(model.state_dict(), ckpt)
     sys.exit(0)
 
+if args.stage == "diagnose":  # the teacher on real test images and on each store's DIs, side by side
+    import json as _json
+
+    from zskd_plugin.store import ImpressionStore
+    from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher
+
+    teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
+    teacher.load_state_dict(torch.load(ckpt))
+    teacher.eval()
+    plain_test = torchvision.datasets.FashionMNIST(
+        args.data_root, train=False, download=False, transform=T.Compose([T.ToTensor(), T.Pad(2)])
+    )
+    probe_aug = ImpressionAugment(degrees=15, translate=0.1, scale=0.1, hflip=0.5, blur_sigma=args.blur,
+                                  contrast=args.contrast, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    mean_t, std_t = torch.tensor([MEAN]), torch.tensor([STD])
+
+    def describe(name, x):
+        with torch.no_grad(), frozen_teacher(teacher):
+            z = teacher((x - MEAN) / STD)
+            kept = (z.argmax(1) == teacher((probe_aug(x) - MEAN) / STD).argmax(1)).float().mean() * 100
+            y = torch.softmax(z, 1)[:500]
+            r_bn = SynthesisLoss(teacher, mean_t, std_t, SynthesisConfig(bn_weight=1.0))(x[:500], y)
+            r_bn = (r_bn - SynthesisLoss(teacher, mean_t, std_t, SynthesisConfig())(x[:500], y)).mean()
+        top2 = z.topk(2, 1).values
+        gap, p20 = (top2[:, 0] - top2[:, 1]).mean(), torch.softmax(z / 20, 1).max(1).values.mean()
+        print(
+            f"{name}: logits std {z.std():.1f}, max |z| {z.abs().max():.1f}, top-2 gap {gap:.1f}; softmax(z/20) max "
+            f"{p20:.3f}; argmax kept under the augmentation {kept:.1f}%; R_BN {r_bn:.1f}; pixel mean {x.mean():.3f}"
+        )
+
+    describe("real test images", torch.stack([plain_test[i][0] for i in range(1000)]))
+    for folder in sorted((OUT / "stores").iterdir()):
+        spec = _json.loads((folder / "manifest.json").read_text())
+        data = ImpressionStore(folder, spec["spec"], spec["num_parts"]).load()
+        pick = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(0))[:1000]
+        syn = spec["spec"]["impressions"]["synthesis"]
+        describe(
+            f"DIs {folder.name} (bn_weight {syn.get('bn_weight', 0.0)}, steps {syn['num_iters']})", data.images[pick]
+        )
+    sys.exit(0)
+
 teacher_spec = {
     "key": "resnet10t",
     "source": "timm",
@@ -115,6 +160,12 @@ syn_s = time.time() - t0
 data = store.load()
 train_idx, _ = split_indices(data.images.shape[0], 0.1, args.seed)
 images = data.images[train_idx]
+if args.real_control:  # the same loop on real (unlabelled) training images: what the loop reaches with good inputs
+    real = torchvision.datasets.FashionMNIST(
+        args.data_root, train=True, download=False, transform=T.Compose([T.ToTensor(), T.Pad(2)])
+    )
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(args.seed))[: len(images)]
+    images = torch.stack([real[int(i)][0] for i in pick])
 teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
 teacher.load_state_dict(torch.load(ckpt))
 teacher.eval()
@@ -123,7 +174,7 @@ student = create_model("lenet5_half", num_classes=10)
 opt = torch.optim.Adam(student.parameters(), 0.004)
 steps = args.epochs * math.ceil(len(images) / 256)
 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-aug = ImpressionAugment(degrees=15, translate=0.1, scale=0.1, hflip=0.5, blur_sigma=2.0, contrast=0.7)
+aug = ImpressionAugment(degrees=15, translate=0.1, scale=0.1, hflip=0.5, blur_sigma=args.blur, contrast=args.contrast)
 t0 = time.time()
 for epoch in range(args.epochs):
     student.train()
@@ -133,7 +184,7 @@ for epoch in range(args.epochs):
         x = x_all[order[i : i + 256]]
         with torch.no_grad():
             t = teacher(x)
-        loss = zskd_kd_loss(student(x), t, 20.0)
+        loss = zskd_kd_loss(student(x), t, args.kd_temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -144,6 +195,10 @@ with torch.no_grad():
     di_agree = (teacher((data.images - MEAN) / STD).argmax(1) == data.targets.argmax(1)).float().mean().item() * 100
 rec = dict(
     bn_weight=args.bn_weight,
+    real_control=args.real_control,
+    kd_temperature=args.kd_temperature,
+    blur=args.blur,
+    contrast=args.contrast,
     bn_first=args.bn_first,
     tv=args.tv,
     l2=args.l2,
