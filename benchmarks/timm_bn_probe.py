@@ -193,26 +193,15 @@ acc = evaluate(student)
 # teacher agreement and DI accuracy under the teacher
 with torch.no_grad():
     di_agree = (teacher((data.images - MEAN) / STD).argmax(1) == data.targets.argmax(1)).float().mean().item() * 100
-rec = dict(
-    bn_weight=args.bn_weight,
-    real_control=args.real_control,
-    kd_temperature=args.kd_temperature,
-    blur=args.blur,
-    contrast=args.contrast,
-    bn_first=args.bn_first,
-    tv=args.tv,
-    l2=args.l2,
-    n=args.n,
-    epochs=args.epochs,
-    seed=args.seed,
-    iters=args.iters,
-    student_test=acc,
-    teacher_test=evaluate(teacher),
-    di_teacher_agreement=di_agree,
-    synthesis_s=round(syn_s),
-    distill_s=round(time.time() - t0),
-    store=store.path.name,
-)
+rec = {
+    **vars(args),
+    "student_test": acc,
+    "teacher_test": evaluate(teacher),
+    "di_teacher_agreement": di_agree,
+    "synthesis_s": round(syn_s),
+    "distill_s": round(time.time() - t0),
+    "store": store.path.name,
+}
 print(json.dumps(rec), flush=True)
 with open(OUT / "results.jsonl", "a") as f:
     f.write(json.dumps(rec) + "\n")
