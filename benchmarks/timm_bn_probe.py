@@ -40,6 +40,7 @@ p.add_argument("--epochs", type=int, default=60)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--iters", type=int, default=100)
 p.add_argument("--kd-temperature", type=float, default=20.0)
+p.add_argument("--syn-temperature", type=float, default=20.0, help="synthesis temperature (the paper: 20)")
 p.add_argument("--blur", type=float, default=2.0, help="ImpressionAugment blur_sigma during distillation")
 p.add_argument("--contrast", type=float, default=0.7, help="ImpressionAugment contrast during distillation")
 p.add_argument("--real-control", action="store_true", help="distil on as many real training images instead (control)")
@@ -137,7 +138,7 @@ synthesis = {
     "lr": 0.1,
     "lr_schedule": "cosine",
     "batch_size": 200,
-    "temperature": 20.0,
+    "temperature": args.syn_temperature,
     "tv_weight": args.tv,
     "l2_weight": args.l2,
     "precision": "bf16",
