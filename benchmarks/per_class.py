@@ -12,7 +12,6 @@ class, overall (``all``), and ``agreement``: the share of test images on which t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from zskd_plugin.app.benchmark.run import read_row
 from zskd_plugin.app.runner import load_config, load_model
 from zskd_plugin.app.yaml_tree import dump_config, load_config_tree
 from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
@@ -29,8 +29,7 @@ from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
 
 def _record(results: Path, row: str) -> dict[str, Any]:
     """The row's recorded figures (``<results>/rows/<row>.json``), empty if it has none."""
-    path = results / "rows" / f"{row}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_row(results / "rows" / f"{row}.json") or {}
 
 
 def _missing(what: str, ckpt: str | None, results: Path, row: str) -> SystemExit:

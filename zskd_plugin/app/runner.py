@@ -109,9 +109,9 @@ def run_pipeline(
     config_path = Path(config_path)
     tree = check_config(config_path, training=True)
     student_name = "student_model" if "student_model" in tree["models"] else "model"
-    dst_ckpt = (tree["models"].get(student_name) or {}).get("dst_ckpt")
-    if isinstance(dst_ckpt, str):  # a plain path (not a YAML call): checked before anything runs
-        check_output_file(dst_ckpt, f"models.{student_name}.dst_ckpt")
+    raw_dst = (tree["models"].get(student_name) or {}).get("dst_ckpt")
+    if isinstance(raw_dst, str):  # a plain path (not a YAML call): checked before anything runs
+        check_output_file(raw_dst, f"models.{student_name}.dst_ckpt")
     distributed, world_size, device_ids = init_distributed_mode(1, "env://")
     if seed is not None:
         torch.manual_seed(seed)
@@ -127,7 +127,8 @@ def run_pipeline(
     dst_ckpt = student_config.get("dst_ckpt")
     if not dst_ckpt:
         raise ValueError(f"models: {student_name} needs `dst_ckpt`, the checkpoint path to write")
-    check_output_file(dst_ckpt, f"models.{student_name}.dst_ckpt")
+    if not isinstance(raw_dst, str):  # a YAML call: its path is known only now
+        check_output_file(dst_ckpt, f"models.{student_name}.dst_ckpt")
     dataset_dict = config["datasets"]
     train_config = config["train"]
 

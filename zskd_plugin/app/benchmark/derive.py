@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...dataset import num_held_out
+from ..config_checks import IMPRESSION_BUILDER
 from ..yaml_tree import find_calls, mappings
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "zskd_edit",
 ]
 
-IMPRESSION_BUILDER = "data_impression_dataset"
 AUGMENT = "zskd_plugin.augment.ImpressionAugment"
 
 
