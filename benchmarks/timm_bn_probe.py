@@ -33,6 +33,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--stage", choices=["teacher", "zskd", "diagnose"], required=True)
 p.add_argument("--bn-weight", type=float, default=0.0)
 p.add_argument("--bn-first", type=float, default=1.0)
+p.add_argument("--jitter", type=int, default=0, help="synthesis jitter (pixels)")
+p.add_argument("--flip", action="store_true", help="synthesis flips")
 p.add_argument("--tv", type=float, default=1.0)
 p.add_argument("--l2", type=float, default=0.1)
 p.add_argument("--n", type=int, default=4000)
@@ -145,6 +147,8 @@ synthesis = {
     "channels_last": True,
     "bn_weight": args.bn_weight,
     "bn_first_multiplier": args.bn_first,
+    "jitter": args.jitter,
+    "flip": args.flip,
 }
 t0 = time.time()
 store = make_impression_store(

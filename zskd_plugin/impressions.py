@@ -74,7 +74,7 @@ class ImpressionConfig:
         return settings
 
 
-_KEYED_ONLY_WHEN_SET = {"bn_weight": 0.0, "bn_first_multiplier": 1.0}
+_KEYED_ONLY_WHEN_SET = {"bn_weight": 0.0, "bn_first_multiplier": 1.0, "jitter": 0, "flip": False}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ __all__ = [
     "synthesize_batch",
 ]
 
+_logger = logging.getLogger(__name__)
+
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
@@ -66,7 +69,9 @@ class SynthesisConfig:
         warm_start: start each batch of a (class, beta) row from the previous batch's images, as the release does.
         precision: ``fp32``, or ``bf16`` to run the teacher under bfloat16 autocast (images, Adam state and the
             reported final loss stay fp32). Pays where the hardware has bf16 units (AVX512-BF16/AMX CPUs, GPUs).
-        channels_last: run the teacher on a channels-last copy of itself and its input.
+        channels_last: run the teacher on a channels-last copy of itself and its input; a teacher whose forward
+            fails on channels-last tensors (one that calls ``.view`` on a feature map) falls back to the default
+            memory format, with a warning.
         compile: run the teacher's forward and backward through ``torch.compile`` (a one-off compile of tens of
             seconds per store; needs a C++ compiler on CPU).
         early_stop_tol: stop optimising a Data Impression once its loss fell by less than this (nats) over the
@@ -84,6 +89,11 @@ class SynthesisConfig:
             with BatchNorm layers.
         bn_first_multiplier: DeepInversion's heavier first layer: the first BatchNorm layer's term is multiplied
             by this.
+        jitter: at every step the teacher sees the batch rolled by a random offset of up to this many pixels in
+            each direction (DeepInversion's jitter, Yin et al. CVPR 2020, Sec. 3), so the class evidence it
+            optimises must hold wherever it sits; 0: off (the paper's).
+        flip: at every step the teacher sees the batch mirrored left-right with probability 1/2 (DeepInversion's
+            flips); false: off (the paper's).
     """
 
     num_iters: int = 200
@@ -102,16 +112,18 @@ class SynthesisConfig:
     l2_weight: float = 0.0
     bn_weight: float = 0.0
     bn_first_multiplier: float = 1.0
+    jitter: int = 0
+    flip: bool = False
 
     def __post_init__(self) -> None:
-        for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1)):
+        for name, least in (("num_iters", 0), ("batch_size", 1), ("early_stop_every", 1), ("jitter", 0)):
             check_int(getattr(self, name), f"synthesis {name}", least)
         for name in ("lr", "temperature"):
             check_number(getattr(self, name), f"synthesis {name}", low=0, low_open=True)
         for name in ("early_stop_tol", "tv_weight", "l2_weight", "bn_weight"):
             check_number(getattr(self, name), f"synthesis {name}", low=0)
         check_number(self.bn_first_multiplier, "synthesis bn_first_multiplier", low=0)
-        for name in ("minmax_rescale", "warm_start", "channels_last", "compile"):
+        for name in ("minmax_rescale", "warm_start", "channels_last", "compile", "flip"):
             check_bool(getattr(self, name), f"synthesis {name}")
         check_choice(self.lr_schedule, "synthesis lr_schedule", LR_SCHEDULES)
         check_choice(self.precision, "synthesis precision", PRECISIONS)
@@ -119,6 +131,11 @@ class SynthesisConfig:
             raise ValueError(
                 "synthesis early_stop_tol needs bn_weight: 0 (the BatchNorm prior is a statistic of the whole batch, "
                 "so an image cannot leave it early)"
+            )
+        if self.early_stop_tol > 0 and (self.jitter or self.flip):
+            raise ValueError(
+                "synthesis early_stop_tol needs jitter: 0 and flip: false (a randomly shifted or mirrored view makes "
+                "the loss jump from step to step, so convergence cannot be read from it)"
             )
         if self.early_stop_tol > 0 and self.minmax_rescale:
             raise ValueError(
@@ -271,9 +288,9 @@ class SynthesisLoss:
             model = model if model is not teacher else copy.deepcopy(model)  # hooks go on the engine's own copy
             _hook_batchnorm_statistics(model, self._bn_terms, config.bn_first_multiplier)
         self.model = model
-        self._fn: Callable[[Tensor, Tensor], Tensor] = self._loss
-        if config.compile:
-            self._fn = torch.compile(self._loss)
+        self._compile = config.compile
+        self._fn: Callable[[Tensor, Tensor], Tensor] = torch.compile(self._loss) if config.compile else self._loss
+        self._format_unproven = self.channels_last  # until a first forward shows the teacher takes channels-last
 
     def _loss(self, x: Tensor, targets: Tensor) -> Tensor:
         z = (x - self.mean) / self.std
@@ -295,7 +312,38 @@ class SynthesisLoss:
 
     def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
         """(B,) objective of pixel-space images ``x`` against (B, K) ``targets``."""
+        if self._format_unproven:
+            self._format_unproven = False
+            try:
+                return self._fn(x, targets)
+            except RuntimeError as exc:  # e.g. a forward that calls .view() on a feature map
+                self._fall_back_to_contiguous(exc)
         return self._fn(x, targets)
+
+    def _fall_back_to_contiguous(self, exc: RuntimeError) -> None:
+        """Run the teacher in the default memory format from now on: some models (a ``forward`` that calls
+        ``x.view(...)`` on a feature map) cannot take channels-last tensors. If it fails that way too, the error is
+        the teacher's own and surfaces from the next call."""
+        _logger.warning(
+            "the teacher failed on a channels-last input (%s); synthesis goes on in the default memory format. Set "
+            "synthesis channels_last: false to skip this attempt",
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+        self.channels_last = False
+        self.model = self.model.to(memory_format=torch.contiguous_format)
+        self._fn = torch.compile(self._loss) if self._compile else self._loss
+
+
+def _random_view(x: Tensor, config: SynthesisConfig, generator: torch.Generator) -> Tensor:
+    """The batch as the teacher sees it at one step: rolled by one random offset of up to ``jitter`` pixels and
+    mirrored left-right with probability 1/2 when ``flip`` is set (one draw for the whole batch, as DeepInversion
+    does); ``x`` itself when both are off, without drawing from ``generator``."""
+    if config.jitter:
+        dy, dx = torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    if config.flip and bool(torch.rand((), generator=generator) < 0.5):
+        x = torch.flip(x, dims=(3,))
+    return x
 
 
 def synthesize_batch(
@@ -322,7 +370,8 @@ def synthesize_batch(
         mean: (C,) input normalisation mean.
         std: (C,) input normalisation std.
         config: optimisation settings.
-        generator: CPU generator for the uniform [0, 1] initialisation (ignored when ``init`` is given).
+        generator: CPU generator for the uniform [0, 1] initialisation (not drawn from when ``init`` is given) and
+            for the jitter and flips.
         init: optional (B, C, H, W) pixel-space starting images (warm start).
         loss_fn: the engine's loss, built once per store; made here from ``teacher`` and ``config`` when omitted.
 
@@ -347,7 +396,7 @@ def synthesize_batch(
     (beta1, beta2), early_stop = _ADAM_BETAS, config.early_stop_tol > 0
     for step in range(1, config.num_iters + 1):
         x.requires_grad_(True)
-        losses = loss_fn(x, y)
+        losses = loss_fn(_random_view(x, config, generator), y)
         (grad,) = torch.autograd.grad(losses.sum(), x)
         x = x.detach()
         exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
