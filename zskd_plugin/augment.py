@@ -20,7 +20,29 @@ from torch import Tensor
 
 from .validation import check_number
 
-__all__ = ["ImpressionAugment", "gaussian_blur_per_image"]
+__all__ = ["IMAGE_FITS", "ImpressionAugment", "fit_to_size", "gaussian_blur_per_image"]
+
+IMAGE_FITS = ("pad", "resize")
+
+
+def fit_to_size(images: Tensor, size: tuple[int, int], fit: str = "pad", fill: Tensor | float = 0.0) -> Tensor:
+    """(B, C, H, W) images brought to ``size`` = (height, width): ``pad`` centres them on a ``fill`` border (a
+    number, or a per-channel (1, C, 1, 1) tensor; the left/top border gets the smaller half of an odd difference),
+    ``resize`` interpolates bilinearly (antialiased when shrinking). ``images`` itself when it has that size."""
+    height, width = size
+    h, w = images.shape[-2:]
+    if (h, w) == (height, width):
+        return images
+    if fit == "resize":
+        shrink = height < h or width < w
+        return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
+    if height < h or width < w:
+        raise ValueError(f"cannot pad {[h, w]} images to the smaller {[height, width]}; use resize instead of pad")
+    top, left = (height - h) // 2, (width - w) // 2
+    canvas = torch.empty((*images.shape[:-2], height, width), dtype=images.dtype, device=images.device)
+    canvas.copy_(torch.as_tensor(fill, dtype=images.dtype, device=images.device).expand_as(canvas))
+    canvas[..., top : top + h, left : left + w] = images
+    return canvas
 
 
 def gaussian_blur_per_image(images: Tensor, sigma: Tensor, kernel_size: int = 5) -> Tensor:

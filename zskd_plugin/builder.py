@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_indices
+from .augment import IMAGE_FITS, fit_to_size
+from .dataset import LABEL_MODES, DataImpressionDataset, check_image_size, num_held_out, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
@@ -30,7 +31,7 @@ __all__ = ["StoreSettings", "build_impression_dataset", "check_dataset_kwargs", 
 
 SPLITS = ("train", "val", "all")
 DEFAULT_STORE_ROOT = "./resource/zskd_store"
-DATASET_KEYS = ("split", "val_fraction", "label_mode", "transform", "batch_transform")
+DATASET_KEYS = ("split", "val_fraction", "label_mode", "transform", "batch_transform", "image_size", "image_fit")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -182,6 +183,11 @@ def _check_split(split: str, val_fraction: float, label_mode: str | None, num_im
         check_choice(label_mode, "label_mode", LABEL_MODES)
 
 
+def _check_image_fit(image_size: Any, image_fit: Any) -> None:
+    check_image_size(image_size)
+    check_choice(image_fit, "image_fit", IMAGE_FITS)
+
+
 def _split_settings(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A dataset's keyword arguments as (store settings, dataset settings); unknown keys are named."""
     unknown = [k for k in kwargs if k not in STORE_KEYS and k not in DATASET_KEYS]
@@ -206,6 +212,7 @@ def check_dataset_kwargs(kwargs: Mapping[str, Any]) -> None:
         dataset.get("label_mode"),
         settings.impressions.num_impressions,
     )
+    _check_image_fit(dataset.get("image_size"), dataset.get("image_fit", "pad"))
 
 
 def build_impression_dataset(
@@ -224,6 +231,8 @@ def build_impression_dataset(
     device: str = "auto",
     progress: bool = True,
     resolver: ModelResolver | None = None,
+    image_size: Sequence[int] | None = None,
+    image_fit: str = "pad",
 ) -> DataImpressionDataset:
     """A Data Impression dataset for ``teacher``, synthesised on first use and read from the store after.
 
@@ -244,12 +253,17 @@ def build_impression_dataset(
         device: where synthesis runs (``auto``: CUDA when available).
         progress: show a progress bar while synthesising.
         resolver: extra model registry for the teacher lookup.
+        image_size: ``[height, width]`` the pipeline's models take when it differs from the teacher's input size the
+            Data Impressions were made at (e.g. 32x32 LeNet-5 students of a 28x28 timm teacher that pools globally);
+            the store keeps them at the teacher's size.
+        image_fit: how they are brought to ``image_size``: ``pad`` (centred on a black border) or ``resize``.
     """
     settings = StoreSettings.from_mapping(
         dict(teacher=teacher, num_impressions=num_impressions, store_root=store_root, seed=seed, synthesis=synthesis,
              dirichlet=dirichlet, num_classes=num_classes, device=device, progress=progress)
     )  # fmt: skip
     _check_split(split, val_fraction, label_mode, num_impressions)
+    _check_image_fit(image_size, image_fit)
     for name, fn in (("transform", transform), ("batch_transform", batch_transform)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be a callable transform (an !import_call of one), got {fn!r}")
@@ -259,6 +273,11 @@ def build_impression_dataset(
         train_idx, val_idx = split_indices(data.images.shape[0], val_fraction, seed)
         index = train_idx if split == "train" else val_idx
         data.images, data.targets = data.images[index], data.targets[index]
+    if image_size is not None:
+        try:  # the store keeps the teacher's size; black (0) borders, as torchvision's Pad on real images
+            data.images = fit_to_size(data.images, tuple(image_size), image_fit)
+        except ValueError as exc:
+            raise ValueError(f"image_size: {exc} (image_fit: 'resize')") from None
     mode = label_mode or ("argmax" if split == "val" else "soft")
     _logger.info(
         "Data Impression dataset: %d items (split %s, labels %s) from %s", len(data.images), split, mode, store.path

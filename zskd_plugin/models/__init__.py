@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .alexnet import AlexNetCifar, alexnet_cifar, alexnet_cifar_half
+from .input_fit import InputFit
 from .lenet import LeNet5, lenet5, lenet5_half
 
 MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {
@@ -31,6 +32,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 __all__ = [
     "AlexNetCifar",
+    "InputFit",
     "LeNet5",
     "MODEL_ENTRYPOINTS",
     "alexnet_cifar",
