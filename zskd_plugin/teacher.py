@@ -35,6 +35,8 @@ _logger = logging.getLogger(__name__)
 __all__ = [
     "InputConfig",
     "TeacherSpec",
+    "build_model",
+    "model_source",
     "check_logits",
     "check_output_selector",
     "load_checkpoint_state",
@@ -211,7 +213,31 @@ def _import_object(path: str) -> Any:
         raise ValueError(f"cannot import teacher {path!r}: {exc}") from exc
 
 
-def _build_model(spec: TeacherSpec, resolver: ModelResolver | None) -> nn.Module:
+def model_source(key: str, source: str | None = None) -> str | None:
+    """Where :func:`build_model` would find ``key`` without a registry resolver (``zskd``, ``torchvision``,
+    ``timm`` or ``import``), without building it; None when nowhere. A dotted path is imported to check it."""
+    for where in [source] if source else SOURCES:
+        if where == "zskd" and key in MODEL_ENTRYPOINTS:
+            return where
+        if where == "torchvision":
+            import torchvision
+
+            if key in torchvision.models.list_models():
+                return where
+        if where == "timm":
+            import timm
+
+            if timm.is_model(key):
+                return where
+        if where == "import" and "." in key:
+            _import_object(key)  # raises, naming the import error, when the path is wrong
+            return where
+    return None
+
+
+def build_model(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn.Module:
+    """The model ``spec.key`` names, untrained: looked up in ``spec.source``, else in the paper's models,
+    torchvision, ``resolver`` (torchdistill's registry), timm, then as a dotted import path."""
     kwargs = dict(spec.kwargs)
     sources = [spec.source] if spec.source else list(SOURCES)
     for source in sources:
@@ -280,7 +306,7 @@ def load_checkpoint_state(path: str | Path, allow_unsafe: bool = False) -> dict[
 
 def load_teacher(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn.Module:
     """Build the teacher, load its checkpoint (strictly) and return it in eval mode on the CPU."""
-    model = select_output(_build_model(spec, resolver), spec.output)
+    model = select_output(build_model(spec, resolver), spec.output)
     if spec.src_ckpt:
         state = load_checkpoint_state(spec.src_ckpt, spec.allow_unsafe_checkpoint)
         try:

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from torchdistill.models.registry import MODEL_DICT
+
 from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.builder import check_dataset_kwargs
 from zskd_plugin.losses import ZSKDLoss
 from zskd_plugin.models import MODEL_ENTRYPOINTS
-from zskd_plugin.teacher import check_output_selector
-from zskd_plugin.validation import check_bool
+from zskd_plugin.teacher import SOURCES, check_output_selector, model_source
+from zskd_plugin.validation import check_bool, check_choice
 
 from .yaml_tree import Tagged, load_config_tree, mappings
 
@@ -137,6 +139,28 @@ def _check_plugin_settings(tree: Mapping[str, Any]) -> None:
             _check_call(ZSKDLoss, node["kwargs"], "criterion ZSKDLoss")
 
 
+def _check_model_key(model: Mapping[str, Any], where: str, other_dependencies: bool) -> None:
+    """A model block's key names a model `zskd train` can build: torchdistill's registry (or torch.hub with
+    ``repo_or_dir``), the paper's models, torchvision, timm or an importable dotted path. A config that imports
+    other dependencies may register more keys when they load, so an unknown key passes there."""
+    key = model.get("key")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{where}.key must be a model name or a dotted path, got {key!r}")
+    if key in MODEL_DICT or model.get("repo_or_dir") is not None:
+        return
+    if "source" in model:
+        check_choice(model["source"], f"{where}.source (or leave it out)", SOURCES)
+    try:
+        found = model_source(key, model.get("source"))
+    except ValueError as exc:
+        raise ValueError(f"{where}.key: {exc}") from None
+    if found is None and not other_dependencies:
+        raise ValueError(
+            f"{where}.key {key!r} is no model in torchdistill's registry, the paper's models, torchvision or timm, "
+            "nor a dotted path such as 'my_package.models.MyNet'; check the spelling"
+        )
+
+
 def _check_training_sections(tree: Mapping[str, Any]) -> None:
     """What `zskd train` needs from torchdistill's sections, by name (a missing section reads as a KeyError)."""
     for section in ("models", "train", "test"):
@@ -144,8 +168,13 @@ def _check_training_sections(tree: Mapping[str, Any]) -> None:
             raise KeyError(section)
     models = _mapping(tree["models"], "models")
     _unknown_keys(models, MODEL_KEYS, "models")
+    dependencies = tree.get("dependencies") or []
+    other_dependencies = any(
+        not isinstance(d, Mapping) or str(d.get("name", "")).split(".")[0] != "zskd_plugin" for d in dependencies
+    )
     for name, model in models.items():
         model = _mapping(model, f"models.{name}")
+        _check_model_key(model, f"models.{name}", other_dependencies)
         if model.get("key") in MODEL_ENTRYPOINTS:  # the paper's models: cheap to build, so built to check
             _check_call(MODEL_ENTRYPOINTS[model["key"]], model.get("kwargs"), f"models.{name} ({model['key']})")
         if "allow_unsafe_checkpoint" in model:

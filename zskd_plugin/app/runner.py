@@ -26,11 +26,11 @@ from torchdistill.core.distillation import get_distillation_box
 from torchdistill.core.training import get_training_box
 from torchdistill.datasets.util import build_data_loader
 from torchdistill.models.official import get_image_classification_model
-from torchdistill.models.registry import get_model
+from torchdistill.models.registry import MODEL_DICT, get_model
 from tqdm.auto import tqdm
 
 from zskd_plugin.progress import PROGRESS_LOGGER, format_duration
-from zskd_plugin.teacher import load_checkpoint_state, select_output
+from zskd_plugin.teacher import TeacherSpec, build_model, load_checkpoint_state, select_output
 
 from .config_checks import check_config
 from .outputs import check_output_file
@@ -73,13 +73,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(model_config: Mapping[str, Any], distributed: bool = False, name: str = "model") -> nn.Module:
-    """torchvision name first, then torchdistill's registry (as torchdistill does); checkpoint read weights-only
+    """torchvision name first, then torchdistill's registry (as torchdistill does), then timm and dotted import
+    paths (as the Data Impression teacher does, which torchdistill's own lookup does not); checkpoint read weights-only
     unless ``allow_unsafe_checkpoint`` is the boolean true; ``output`` selects the logits of a structured output."""
     model = get_image_classification_model(model_config, distributed)
     if model is None:
-        model = get_model(
-            model_config["key"], model_config.get("repo_or_dir", None), **(model_config.get("kwargs") or {})
-        )
+        key, repo_or_dir, kwargs = model_config["key"], model_config.get("repo_or_dir"), model_config.get("kwargs")
+        if key in MODEL_DICT or repo_or_dir is not None:
+            model = get_model(key, repo_or_dir, **(kwargs or {}))
+        else:  # a bare timm name or a dotted path: resolved as the DI teacher resolves it, so one anchor serves both
+            model = build_model(TeacherSpec(key=key, kwargs=kwargs or {}, source=model_config.get("source")))
     model = select_output(model, model_config.get("output"), name)
     src_ckpt = model_config.get("src_ckpt", None)
     if src_ckpt:

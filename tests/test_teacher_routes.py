@@ -1,0 +1,205 @@
+"""Teachers and students as users bring them (issue 17, part 3): a custom CNN that cannot take channels-last
+tensors, DeepInversion's jitter and flips, a student whose input size differs from the teacher's, and the shared
+teacher anchor with a dotted path or a bare timm name in torchdistill's ``models:`` block."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_tiny_teacher
+from torch import nn
+
+from zskd_plugin.app.cli import main
+from zskd_plugin.app.runner import load_model
+from zskd_plugin.builder import build_impression_dataset
+from zskd_plugin.impressions import ImpressionConfig, open_store
+from zskd_plugin.models import InputFit, create_model
+from zskd_plugin.synthesis import SynthesisConfig, _random_view, frozen_teacher, synthesize_batch
+from zskd_plugin.teacher import InputConfig
+
+
+class ViewCNN(nn.Module):
+    """A third-party style CNN whose forward flattens with ``.view`` (fails on a channels-last feature map)."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.fc = nn.Linear(6 * 4 * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def _view_cnn() -> ViewCNN:
+    torch.manual_seed(0)
+    model = ViewCNN()
+    with torch.no_grad():
+        model.fc.weight.mul_(30.0)
+    return model.eval()
+
+
+def _targets(n: int = 8, k: int = 4) -> torch.Tensor:
+    return torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(1)) * 3, dim=1)
+
+
+def _synthesize(teacher: nn.Module, **settings) -> torch.Tensor:
+    config = SynthesisConfig(num_iters=5, lr=0.05, batch_size=8, **settings)
+    mean, std = torch.tensor([0.5]), torch.tensor([0.25])
+    with frozen_teacher(teacher):
+        result = synthesize_batch(teacher, _targets(), (1, 8, 8), mean, std, config, torch.Generator().manual_seed(0))
+    return result.images
+
+
+def test_a_teacher_that_cannot_take_channels_last_falls_back_with_a_warning(caplog):
+    teacher = _view_cnn()
+    with pytest.raises(RuntimeError, match="view"):  # the premise: this forward fails on channels-last input
+        teacher.to(memory_format=torch.channels_last)(
+            torch.rand(2, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+        )
+    teacher = _view_cnn()
+    with caplog.at_level(logging.WARNING, logger="zskd_plugin.synthesis"):
+        fallen_back = _synthesize(teacher, channels_last=True)
+    assert "failed on a channels-last input" in caplog.text and "channels_last: false" in caplog.text
+    assert torch.equal(fallen_back, _synthesize(teacher, channels_last=False))  # the same images, made contiguous
+    assert teacher.conv.weight.is_contiguous()  # the user's model is untouched
+
+
+def test_jitter_and_flips_show_the_teacher_shifted_and_mirrored_views():
+    x = torch.arange(2 * 1 * 5 * 6, dtype=torch.float32).view(2, 1, 5, 6)
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    assert _random_view(x, SynthesisConfig(), gen) is x and torch.equal(gen.get_state(), state)  # off: no draws
+    config = SynthesisConfig(jitter=2, flip=True)
+    seen = set()
+    for _ in range(200):
+        view = _random_view(x, config, gen)
+        matches = [
+            (dy, dx, flip)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            for flip in (False, True)
+            if torch.equal(view, torch.roll(x, (dy, dx), (2, 3)).flip(3) if flip else torch.roll(x, (dy, dx), (2, 3)))
+        ]
+        assert matches, "every view is the batch rolled by at most 2 pixels, perhaps mirrored"
+        seen.add(matches[0])
+    assert len(seen) > 30  # nearly all 50 (offset, flip) combinations occur
+
+
+def test_jitter_and_flips_are_deterministic_and_keyed_only_when_set(tiny_teacher):
+    a, b = _synthesize(tiny_teacher, jitter=2, flip=True), _synthesize(tiny_teacher, jitter=2, flip=True)
+    assert torch.equal(a, b) and not torch.equal(a, _synthesize(tiny_teacher))
+    inputs = InputConfig(input_size=(1, 8, 8), mean=(0.5,), std=(0.25,))
+
+    def key(**synthesis) -> str:
+        config = ImpressionConfig(num_impressions=8, synthesis=SynthesisConfig(**synthesis))
+        return open_store("unused", tiny_teacher, inputs, config, 4).path.name
+
+    assert key() == key(jitter=0, flip=False)  # off: the key of a store made before the option existed
+    assert len({key(), key(jitter=2), key(flip=True), key(jitter=2, flip=True)}) == 4
+    with pytest.raises(ValueError, match="synthesis jitter must be an integer >= 0"):
+        SynthesisConfig(jitter=-1)
+    with pytest.raises(ValueError, match="early_stop_tol needs jitter: 0 and flip: false"):
+        SynthesisConfig(jitter=2, early_stop_tol=1e-3)
+
+
+def _tiny_store_settings(tmp_path: Path) -> dict:
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(make_tiny_teacher().state_dict(), ckpt)
+    return dict(
+        teacher={"key": "conftest.TinyTeacher", "source": "import", "src_ckpt": str(ckpt)},
+        num_impressions=8,
+        store_root=tmp_path / "s",
+        synthesis={"num_iters": 2, "batch_size": 8},
+        progress=False,
+    )
+
+
+def test_the_dataset_pads_or_resizes_to_the_students_input_size(tmp_path):
+    settings = _tiny_store_settings(tmp_path)
+    plain = build_impression_dataset(**settings, split="all")
+    padded = build_impression_dataset(**settings, split="all", image_size=[12, 10])
+    assert plain.images.shape[-2:] == (8, 8) and padded.images.shape[-2:] == (12, 10)
+    assert torch.equal(padded.images[:, :, 2:10, 1:9], plain.images)  # centred
+    border = padded.images.clone()
+    border[:, :, 2:10, 1:9] = 0
+    assert border.abs().sum() == 0  # black border, as torchvision's Pad on real images
+    resized = build_impression_dataset(**settings, split="all", image_size=[16, 16], image_fit="resize")
+    assert resized.images.shape[-2:] == (16, 16)
+    corners = (slice(None), slice(None), [0, -1], [0, -1])  # bilinear x2 keeps the corner pixels exactly
+    assert torch.equal(resized.images[corners], plain.images[corners])
+    assert torch.allclose(resized.images.mean(dim=(2, 3)), plain.images.mean(dim=(2, 3)), atol=0.03)
+    with pytest.raises(ValueError, match="image_fit: 'resize'"):
+        build_impression_dataset(**settings, split="all", image_size=[4, 4])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ("image_size: 32", "image_size must be [height, width]"),
+        ("image_size: [32, 0]", "image_size must be an integer >= 1"),
+        ("image_fit: 'crop'", "image_fit must be one of ['pad', 'resize']"),
+    ],
+)
+def test_bad_image_size_settings_are_config_errors_before_anything_is_written(tmp_path, capsys, kwargs, message):
+    settings = _tiny_store_settings(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "datasets:\n  di: !import_call\n    key: 'zskd_plugin.registry.datasets.data_impression_dataset'\n"
+        f"    init:\n      kwargs:\n        teacher: {{key: 'conftest.TinyTeacher', source: 'import', "
+        f"src_ckpt: '{settings['teacher']['src_ckpt']}'}}\n        num_impressions: 8\n"
+        f"        store_root: '{settings['store_root']}'\n        {kwargs}\n"
+    )
+    assert main(["synthesize", "--config", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not settings["store_root"].exists()
+
+
+def test_input_fit_gives_a_student_the_padded_input_real_mnist_gets():
+    torch.manual_seed(0)
+    lenet = create_model("lenet5_half", num_classes=10).eval()
+    mean, std = 0.1307, 0.3081
+    digits = torch.rand(3, 1, 28, 28)
+    as_torchvision_does = lenet((F.pad(digits, (2, 2, 2, 2)) - mean) / std)  # Pad(2) then Normalize
+    wrapped = InputFit(lenet, [32, 32], "pad", mean=[mean], std=[std]).eval()
+    assert torch.allclose(wrapped((digits - mean) / std), as_torchvision_does, atol=1e-6)
+    assert list(wrapped.state_dict()) == [f"model.{k}" for k in lenet.state_dict()]
+
+
+def test_models_block_takes_dotted_paths_bare_timm_names_and_input_fit(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(make_tiny_teacher().state_dict(), ckpt)
+    teacher = load_model({"key": "conftest.TinyTeacher", "src_ckpt": str(ckpt)})
+    assert torch.equal(teacher.head.fc.weight, make_tiny_teacher().head.fc.weight)
+    timm_net = load_model({"key": "resnet10t", "kwargs": {"num_classes": 10, "in_chans": 1}})
+    assert timm_net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    student = load_model(
+        {"key": "input_fit", "kwargs": {"model": {"key": "lenet5_half", "kwargs": {"num_classes": 10}},
+                                        "input_size": [32, 32], "mean": [0.1307], "std": [0.3081]}}
+    )  # fmt: skip
+    assert isinstance(student, InputFit) and student(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+TRAIN_CONFIG = """
+dependencies: [{{name: 'zskd_plugin'}}]
+datasets: {{}}
+models:
+  student_model: {{key: '{key}', kwargs: {{}}, dst_ckpt: '{out}'}}
+train: {{}}
+test: {{test_data_loader: {{}}}}
+"""
+
+
+def test_an_unknown_model_key_is_a_config_error_naming_it(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(TRAIN_CONFIG.format(key="resnet10_typo", out=tmp_path / "s.pt"))
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "models.student_model.key 'resnet10_typo' is no model" in err and "Traceback" not in err
+    path.write_text(TRAIN_CONFIG.format(key="no_such_pkg.Net", out=tmp_path / "s.pt"))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "cannot import teacher 'no_such_pkg.Net'" in capsys.readouterr().err
