@@ -203,3 +203,28 @@ def test_an_unknown_model_key_is_a_config_error_naming_it(tmp_path, capsys):
     path.write_text(TRAIN_CONFIG.format(key="no_such_pkg.Net", out=tmp_path / "s.pt"))
     assert main(["train", "--config", str(path)]) == 2
     assert "cannot import teacher 'no_such_pkg.Net'" in capsys.readouterr().err
+
+
+def test_input_fit_settings_are_checked_before_anything_runs(tmp_path, capsys):
+    import inspect
+
+    from zskd_plugin.registry.models import input_fit
+
+    from zskd_plugin.app.config_checks import _input_fit_settings
+
+    # the check mirrors the registered factory's keys: a new key there must be added to the check too
+    assert inspect.signature(_input_fit_settings).parameters.keys() == inspect.signature(input_fit).parameters.keys()
+    path = tmp_path / "c.yaml"
+    for kwargs, message in (
+        ("{model: {key: 'lenet5_half'}, input_size: [32, 32], fitt: 'pad'}", "unknown key(s) ['fitt']"),
+        ("{model: {key: 'lenet5_half'}, input_size: [32, 32], fit: 'crop'}", "input_fit fit must be one of"),
+        (
+            "{model: {key: 'lenet5_halff'}, input_size: [32, 32]}",
+            "models.student_model.kwargs.model.key 'lenet5_halff'",
+        ),
+    ):
+        path.write_text(
+            TRAIN_CONFIG.format(key="input_fit", out=tmp_path / "s.pt").replace("kwargs: {}", f"kwargs: {kwargs}")
+        )
+        assert main(["train", "--config", str(path)]) == 2
+        assert message in capsys.readouterr().err

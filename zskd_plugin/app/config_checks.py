@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import nn
 from torchdistill.models.registry import MODEL_DICT
 
 from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.builder import check_dataset_kwargs
 from zskd_plugin.losses import ZSKDLoss
-from zskd_plugin.models import MODEL_ENTRYPOINTS
+from zskd_plugin.models import MODEL_ENTRYPOINTS, InputFit
 from zskd_plugin.teacher import SOURCES, check_output_selector, model_source
 from zskd_plugin.validation import check_bool, check_choice
 
@@ -139,6 +140,11 @@ def _check_plugin_settings(tree: Mapping[str, Any]) -> None:
             _check_call(ZSKDLoss, node["kwargs"], "criterion ZSKDLoss")
 
 
+def _input_fit_settings(model: Any, input_size: Any, fit: Any = "pad", mean: Any = (0.0,), std: Any = (1.0,)) -> None:
+    """``input_fit``'s keys (as registry.models.input_fit takes them), its own values checked on a stand-in model."""
+    InputFit(nn.Identity(), input_size, fit, mean, std)
+
+
 def _check_model_key(model: Mapping[str, Any], where: str, other_dependencies: bool) -> None:
     """A model block's key names a model `zskd train` can build: torchdistill's registry (or torch.hub with
     ``repo_or_dir``), the paper's models, torchvision, timm or an importable dotted path. A config that imports
@@ -146,6 +152,12 @@ def _check_model_key(model: Mapping[str, Any], where: str, other_dependencies: b
     key = model.get("key")
     if not isinstance(key, str) or not key:
         raise ValueError(f"{where}.key must be a model name or a dotted path, got {key!r}")
+    if key == "input_fit":  # the wrapper's own settings, then the model block it wraps
+        kwargs = _mapping(model.get("kwargs") or {}, f"{where}.kwargs")
+        _check_call(_input_fit_settings, kwargs, f"{where} (input_fit)")
+        inner = f"{where}.kwargs.model"
+        _check_model_key(_mapping(kwargs["model"], inner), inner, other_dependencies)
+        return
     if key in MODEL_DICT or model.get("repo_or_dir") is not None:
         return
     if "source" in model:
