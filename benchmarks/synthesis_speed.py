@@ -1,6 +1,6 @@
 """Synthesis speed: a straightforward reference loop against the plugin's engine, same teacher, targets and seeds.
 
-    python benchmarks/synthesis_speed.py                       # LeNet-5, CIFAR AlexNet, timm resnet10t
+    python benchmarks/synthesis_speed.py                       # LeNet-5, CIFAR AlexNet, timm resnet10t, a custom CNN
     python benchmarks/synthesis_speed.py --models lenet5 --ckpt lenet5=resource/ckpt/mnist/ce/lenet5.pt
 
 For each teacher it synthesises the same ``--batches`` batches (targets drawn as the plugin draws them, the same
@@ -45,6 +45,13 @@ TEACHERS = {  # name -> (factory, input size, mean, std)
     "resnet10t": (
         lambda: __import__("timm").create_model("resnet10t", num_classes=10, in_chans=1, pretrained=False),
         (1, 32, 32),
+        (0.1307,),
+        (0.3081,),
+    ),
+    # a user's CNN that cannot take channels-last tensors (examples/mnist_cnn.py: run with PYTHONPATH=.)
+    "cnn3": (
+        lambda: __import__("examples.mnist_cnn", fromlist=["ThreeConvCNN"]).ThreeConvCNN(num_classes=10),
+        (1, 28, 28),
         (0.1307,),
         (0.3081,),
     ),
