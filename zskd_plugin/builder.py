@@ -16,13 +16,21 @@ import torch
 from torch import Tensor
 
 from .augment import IMAGE_FITS, fit_to_size
-from .dataset import LABEL_MODES, DataImpressionDataset, check_image_size, num_held_out, split_indices
+from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
 from .synthesis import SynthesisConfig
 from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_config
-from .validation import check_bool, check_choice, check_int, check_number, check_optional_str, config_from_mapping
+from .validation import (
+    check_bool,
+    check_choice,
+    check_image_size,
+    check_int,
+    check_number,
+    check_optional_str,
+    config_from_mapping,
+)
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")

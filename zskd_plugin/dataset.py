@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .validation import check_choice, check_int, check_number
+from .validation import check_choice, check_number
 
-__all__ = ["DataImpressionDataset", "check_image_size", "num_held_out", "split_indices"]
+__all__ = ["DataImpressionDataset", "num_held_out", "split_indices"]
 
 LABEL_MODES = ("soft", "argmax")
 _REFRESH_CHUNK = 4096  # images per batch_transform call: bounds the transform's temporary memory
@@ -34,15 +34,6 @@ def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tenso
     num_val = num_held_out(num_items, val_fraction)
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     return order[num_val:].sort().values, order[:num_val].sort().values
-
-
-def check_image_size(size: object, name: str = "image_size") -> tuple[int, int] | None:
-    """None, or ``[height, width]`` as two positive integers."""
-    if size is None:
-        return None
-    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
-        raise ValueError(f"{name} must be [height, width] (e.g. [32, 32]), got {size!r}")
-    return check_int(size[0], name, least=1), check_int(size[1], name, least=1)
 
 
 class DataImpressionDataset(Dataset):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_image_size",
     "check_int",
     "check_number",
     "check_numbers",
@@ -146,3 +147,12 @@ def config_from_mapping(
     if unknown:
         raise TypeError(f"unknown `{what}` key(s) {unknown}; valid keys: {valid}")
     return cls(**kept)
+
+
+def check_image_size(size: Any, name: str = "image_size") -> tuple[int, int] | None:
+    """None, or ``[height, width]`` as two positive integers."""
+    if size is None:
+        return None
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise ValueError(f"{name} must be [height, width] (e.g. [32, 32]), got {size!r}")
+    return check_int(size[0], name, least=1), check_int(size[1], name, least=1)

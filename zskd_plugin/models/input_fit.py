@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import IMAGE_FITS, fit_to_size
-from ..validation import check_choice, check_int, check_numbers
+from ..validation import check_choice, check_image_size, check_numbers
 
 
 class InputFit(nn.Module):
@@ -36,10 +36,10 @@ class InputFit(nn.Module):
         std: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
-        if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != 2:
-            raise ValueError(f"input_fit input_size must be [height, width] (e.g. [32, 32]), got {input_size!r}")
         self.model = model
-        self.input_size = tuple(check_int(v, "input_fit input_size", least=1) for v in input_size)
+        self.input_size = check_image_size(input_size, "input_fit input_size")
+        if self.input_size is None:
+            raise ValueError("input_fit needs input_size: [height, width], the size the wrapped model takes")
         self.fit = check_choice(fit, "input_fit fit", IMAGE_FITS)
         mean_t = torch.tensor(check_numbers(mean, "input_fit mean"))
         std_t = torch.tensor(check_numbers(std, "input_fit std", low=0, low_open=True))
