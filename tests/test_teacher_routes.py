@@ -15,7 +15,7 @@ from torch import nn
 
 from zskd_plugin.app.cli import main
 from zskd_plugin.app.runner import load_model
-from zskd_plugin.builder import build_impression_dataset
+from zskd_plugin.builder import build_impression_dataset, make_impression_store
 from zskd_plugin.impressions import ImpressionConfig, open_store
 from zskd_plugin.models import InputFit, create_model
 from zskd_plugin.synthesis import SynthesisConfig, _random_view, frozen_teacher, synthesize_batch
@@ -228,3 +228,29 @@ def test_input_fit_settings_are_checked_before_anything_runs(tmp_path, capsys):
         )
         assert main(["train", "--config", str(path)]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_runs_bf16_only_on_bf16_hardware_and_is_keyed_as_what_ran(tmp_path, monkeypatch, native):
+    import zskd_plugin.synthesis as synthesis
+
+    monkeypatch.setattr(synthesis, "native_bf16", lambda device: native)
+    concrete = "bf16" if native else "fp32"
+    assert synthesis.resolve_precision(SynthesisConfig(precision="auto"), torch.device("cpu")).precision == concrete
+    settings = _tiny_store_settings(tmp_path)
+    auto = make_impression_store(dict(settings, synthesis={"num_iters": 2, "batch_size": 8, "precision": "auto"}))
+    same = make_impression_store(dict(settings, synthesis={"num_iters": 2, "batch_size": 8, "precision": concrete}))
+    assert auto.path == same.path  # one store: the key names the precision that ran, so hardware never mixes them
+
+
+def test_bf16_without_bf16_units_warns_and_names_the_fix(monkeypatch, caplog, tiny_teacher):
+    import zskd_plugin.synthesis as synthesis
+
+    monkeypatch.setattr(synthesis, "native_bf16", lambda device: False)
+    with caplog.at_level(logging.WARNING, logger="zskd_plugin.synthesis"):
+        _synthesize(tiny_teacher, precision="bf16")
+    assert "without bf16 units" in caplog.text and "precision: 'auto'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="zskd_plugin.synthesis"):
+        _synthesize(tiny_teacher, precision="auto")
+    assert caplog.text == ""  # auto picks fp32 there, quietly

@@ -27,7 +27,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +44,14 @@ __all__ = [
     "frozen_teacher",
     "batchnorm_layers",
     "module_device",
+    "native_bf16",
+    "resolve_precision",
     "synthesize_batch",
 ]
 
 _logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
@@ -67,8 +69,11 @@ class SynthesisConfig:
         minmax_rescale: rescale the whole batch to [0, 1] by its min and max after every step, as the authors'
             release does (not in the paper); off by default, which clamps to [0, 1] instead.
         warm_start: start each batch of a (class, beta) row from the previous batch's images, as the release does.
-        precision: ``fp32``, or ``bf16`` to run the teacher under bfloat16 autocast (images, Adam state and the
-            reported final loss stay fp32). Pays where the hardware has bf16 units (AVX512-BF16/AMX CPUs, GPUs).
+        precision: ``fp32``; ``bf16`` to run the teacher under bfloat16 autocast (images, Adam state and the
+            reported final loss stay fp32), which pays only where the hardware has bf16 units (AVX512-BF16/AMX CPUs,
+            GPUs) and is emulated, several times slower than fp32, elsewhere (a warning says so); or ``auto``: bf16
+            where the device has bf16 units, else fp32 (resolved before the store key is made, so the key names
+            what ran).
         channels_last: run the teacher on a channels-last copy of itself and its input; a teacher whose forward
             fails on channels-last tensors (one that calls ``.view`` on a feature map) falls back to the default
             memory format, with a warning.
@@ -228,6 +233,23 @@ def _with_fast_lrn(model: nn.Module) -> nn.Module:
     return model
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 units: a CUDA GPU that supports bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch's own CPU feature probes (private, hence looked up defensively)
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def resolve_precision(config: SynthesisConfig, device: torch.device) -> SynthesisConfig:
+    """``config`` with ``precision: auto`` made concrete for ``device`` (bf16 where it has bf16 units)."""
+    if config.precision != "auto":
+        return config
+    return replace(config, precision="bf16" if native_bf16(device) else "fp32")
+
+
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The model's BatchNorm layers that keep running statistics, in module order (timm's ``BatchNormAct2d`` is one)."""
     return [
@@ -278,7 +300,15 @@ class SynthesisLoss:
         self.temperature = config.temperature
         self.tv_weight, self.l2_weight = config.tv_weight, config.l2_weight
         self.channels_last = config.channels_last
+        config = resolve_precision(config, device)
         self.bf16 = config.precision == "bf16"
+        if self.bf16 and not native_bf16(device):
+            _logger.warning(
+                "synthesis precision 'bf16' on a %s without bf16 units: autocast emulates it, several times slower "
+                "than fp32 (5x for LeNet-5 on an AVX2 CPU, docs/performance.md). Set precision: 'auto' (bf16 only "
+                "where it pays) or 'fp32'",
+                device.type.upper() if device.type == "cpu" else device.type,
+            )
         model = _with_fast_lrn(teacher)  # a copy when it swaps anything: the caller's teacher is left as it was
         if self.channels_last:  # converts parameters in place, so on a copy too
             model = (copy.deepcopy(model) if model is teacher else model).to(memory_format=torch.channels_last)
