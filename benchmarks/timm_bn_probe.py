@@ -35,6 +35,7 @@ p.add_argument("--bn-weight", type=float, default=0.0)
 p.add_argument("--bn-first", type=float, default=1.0)
 p.add_argument("--jitter", type=int, default=0, help="synthesis jitter (pixels)")
 p.add_argument("--flip", action="store_true", help="synthesis flips")
+p.add_argument("--precision", default="bf16", help="synthesis precision (bf16: emulated, slow, without bf16 units)")
 p.add_argument("--tv", type=float, default=1.0)
 p.add_argument("--l2", type=float, default=0.1)
 p.add_argument("--n", type=int, default=4000)
@@ -143,7 +144,7 @@ synthesis = {
     "temperature": args.syn_temperature,
     "tv_weight": args.tv,
     "l2_weight": args.l2,
-    "precision": "bf16",
+    "precision": args.precision,
     "channels_last": True,
     "bn_weight": args.bn_weight,
     "bn_first_multiplier": args.bn_first,
