@@ -30,7 +30,7 @@ def test_sources_timm_torchvision_zskd_and_import():
     assert type(load_teacher(TeacherSpec(key="lenet5"))).__name__ == "LeNet5"
     imported = load_teacher(TeacherSpec(key="conftest.TinyTeacher", source="import", kwargs={"num_classes": 5}))
     assert imported.head.fc.out_features == 5
-    with pytest.raises(ValueError, match="no teacher model 'no_such_net'"):
+    with pytest.raises(ValueError, match="no model 'no_such_net'"):
         load_teacher(TeacherSpec(key="no_such_net"))
 
 

@@ -18,7 +18,7 @@ from zskd_plugin.app.runner import load_model
 from zskd_plugin.builder import build_impression_dataset, make_impression_store
 from zskd_plugin.impressions import ImpressionConfig, open_store
 from zskd_plugin.models import InputFit, create_model
-from zskd_plugin.synthesis import SynthesisConfig, _random_view, frozen_teacher, synthesize_batch
+from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, _random_view, frozen_teacher, synthesize_batch
 from zskd_plugin.teacher import InputConfig
 
 
@@ -67,6 +67,20 @@ def test_a_teacher_that_cannot_take_channels_last_falls_back_with_a_warning(capl
     assert "failed on a channels-last input" in caplog.text and "channels_last: false" in caplog.text
     assert torch.equal(fallen_back, _synthesize(teacher, channels_last=False))  # the same images, made contiguous
     assert teacher.conv.weight.is_contiguous()  # the user's model is untouched
+    engine = SynthesisLoss(teacher, torch.tensor([0.5]), torch.tensor([0.25]), SynthesisConfig(channels_last=True))
+    with frozen_teacher(teacher):
+        engine(torch.rand(3, 1, 8, 8), _targets(3))
+    assert not engine.channels_last and engine.model.conv.weight.is_contiguous()
+
+
+class BrokenTeacher(ViewCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("a bug of the teacher's own")
+
+
+def test_an_error_that_is_not_about_the_memory_format_still_surfaces():
+    with pytest.raises(RuntimeError, match="a bug of the teacher's own"):
+        _synthesize(BrokenTeacher().eval(), channels_last=True)
 
 
 def test_jitter_and_flips_show_the_teacher_shifted_and_mirrored_views():
@@ -182,6 +196,26 @@ def test_models_block_takes_dotted_paths_bare_timm_names_and_input_fit(tmp_path)
                                         "input_size": [32, 32], "mean": [0.1307], "std": [0.3081]}}
     )  # fmt: skip
     assert isinstance(student, InputFit) and student(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    # `source:` of a shared anchor wins over torchdistill's torchvision-first lookup, as it does for the DI teacher
+    import timm
+
+    anchored = load_model({"key": "resnet18", "source": "timm", "kwargs": {"num_classes": 10}})
+    assert isinstance(anchored, timm.models.resnet.ResNet)
+    assert not isinstance(load_model({"key": "resnet18", "kwargs": {"num_classes": 10}}), timm.models.resnet.ResNet)
+    rgb = InputFit(create_model("lenet5_half", num_classes=10), [32, 32], mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    with pytest.raises(ValueError, match="3 mean/std values but its input has 1 channels"):
+        rgb(torch.rand(2, 1, 28, 28))
+
+
+def test_keys_other_dependencies_may_provide_pass_the_check(tmp_path):
+    from zskd_plugin.app.config_checks import check_config
+
+    path = tmp_path / "c.yaml"
+    text = TRAIN_CONFIG.format(key="their_models.Net", out=tmp_path / "s.pt")
+    path.write_text(text.replace("[{name: 'zskd_plugin'}]", "[{name: 'zskd_plugin'}, {name: 'their_models'}]"))
+    check_config(path, training=True)  # their_models is imported by torchdistill only after the check
+    path.write_text(TRAIN_CONFIG.format(key="ResNet", out=tmp_path / "s.pt"))
+    check_config(path, training=True)  # a torchvision.models class: torchdistill's own lookup finds it
 
 
 TRAIN_CONFIG = """
@@ -202,7 +236,7 @@ def test_an_unknown_model_key_is_a_config_error_naming_it(tmp_path, capsys):
     assert "models.student_model.key 'resnet10_typo' is no model" in err and "Traceback" not in err
     path.write_text(TRAIN_CONFIG.format(key="no_such_pkg.Net", out=tmp_path / "s.pt"))
     assert main(["train", "--config", str(path)]) == 2
-    assert "cannot import teacher 'no_such_pkg.Net'" in capsys.readouterr().err
+    assert "cannot import model 'no_such_pkg.Net'" in capsys.readouterr().err
 
 
 def test_input_fit_settings_are_checked_before_anything_runs(tmp_path, capsys):

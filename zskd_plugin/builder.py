@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -20,7 +20,7 @@ from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_ind
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
-from .synthesis import SynthesisConfig, resolve_precision
+from .synthesis import SynthesisConfig
 from .teacher import ModelResolver, TeacherSpec, load_teacher, resolve_input_config
 from .validation import (
     check_bool,
@@ -134,18 +134,16 @@ def make_impression_store(
     model = load_teacher(spec, resolver)
     input_config = resolve_input_config(model, spec)
     rank, world_size = _distributed()
-    device = _resolve_device(settings.device)
-    synthesis = resolve_precision(settings.impressions.synthesis, device)  # `auto` keyed as what runs
     kwargs = dict(
         teacher=model,
         input_config=input_config,
-        config=replace(settings.impressions, synthesis=synthesis),
+        config=settings.impressions,
         store_root=settings.store_root,
         num_classes=settings.num_classes,
         classifier_path=spec.classifier_path,
         output=spec.output,
         name=spec.key.rsplit(".", 1)[-1],
-        device=device,
+        device=_resolve_device(settings.device),
     )
     progress = settings.progress
     if world_size == 1:

@@ -32,6 +32,7 @@ from .synthesis import (
     batchnorm_layers,
     frozen_teacher,
     module_device,
+    resolve_precision,
     synthesize_batch,
 )
 from .teacher import InputConfig, check_logits, teacher_fingerprint
@@ -181,6 +182,8 @@ def synthesize_impressions(
     Returns:
         The store: complete, or with this process's share written when ``world_size > 1``.
     """
+    # precision `auto` made concrete before the key, so the key names what runs on this hardware
+    config = dataclasses.replace(config, synthesis=resolve_precision(config.synthesis, torch.device(device)))
     classifier = find_classifier(teacher, num_classes, classifier_path)
     num_classes = classifier.out_features
     _check_input_fits(teacher, input_config, num_classes, name)

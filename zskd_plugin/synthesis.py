@@ -235,8 +235,8 @@ def _with_fast_lrn(model: nn.Module) -> nn.Module:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` has bfloat16 units: a CUDA GPU that supports bf16, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # compute capability 8 (Ampere) and later; earlier GPUs only emulate it
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":  # torch's own CPU feature probes (private, hence looked up defensively)
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
@@ -344,11 +344,21 @@ class SynthesisLoss:
         """(B,) objective of pixel-space images ``x`` against (B, K) ``targets``."""
         if self._format_unproven:
             self._format_unproven = False
-            try:
-                return self._fn(x, targets)
-            except RuntimeError as exc:  # e.g. a forward that calls .view() on a feature map
-                self._fall_back_to_contiguous(exc)
+            self._probe_channels_last(x[:2])
         return self._fn(x, targets)
+
+    def _probe_channels_last(self, x: Tensor) -> None:
+        """One eager forward of two images in channels-last, without gradients: a teacher that fails on it (a
+        forward that calls ``.view`` on a feature map) falls back to the default memory format. Errors of the
+        real (possibly compiled) loss are left to surface as they are."""
+        z = ((x.detach() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                self.model(z)
+        except RuntimeError as exc:
+            self._fall_back_to_contiguous(exc)
+        finally:
+            self._bn_terms.clear()
 
     def _fall_back_to_contiguous(self, exc: RuntimeError) -> None:
         """Run the teacher in the default memory format from now on: some models (a ``forward`` that calls

@@ -210,7 +210,7 @@ def _import_object(path: str) -> Any:
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import teacher {path!r}: {exc}") from exc
+        raise ValueError(f"cannot import model {path!r}: {exc}") from exc
 
 
 def model_source(key: str, source: str | None = None) -> str | None:
@@ -261,7 +261,7 @@ def build_model(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn.
             return _import_object(spec.key)(**kwargs)
     where = spec.source or "zskd, torchvision, the torchdistill registry, timm or a dotted import path"
     raise ValueError(
-        f"no teacher model {spec.key!r} found in {where}; check the name, set `source:` to one of {list(SOURCES)}, "
+        f"no model {spec.key!r} found in {where}; check the name, set `source:` to one of {list(SOURCES)}, "
         "or give a dotted path such as 'my_package.models.MyNet' with `source: import`"
     )
 

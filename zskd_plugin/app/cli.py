@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "" not in sys.path and os.getcwd() not in sys.path:
         # dotted paths in a config (a custom teacher, a dependency) resolve from where `zskd` runs, as they do under
         # `python -m zskd_plugin.app.cli`
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())  # after the installed packages: a local folder never shadows them
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _show_progress(args.log_level != "ERROR")
     try:

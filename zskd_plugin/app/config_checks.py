@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torchvision
 from torch import nn
 from torchdistill.models.registry import MODEL_DICT
 
@@ -158,13 +159,16 @@ def _check_model_key(model: Mapping[str, Any], where: str, other_dependencies: b
         inner = f"{where}.kwargs.model"
         _check_model_key(_mapping(kwargs["model"], inner), inner, other_dependencies)
         return
-    if key in MODEL_DICT or model.get("repo_or_dir") is not None:
-        return
     if "source" in model:
         check_choice(model["source"], f"{where}.source (or leave it out)", SOURCES)
+    # torchdistill's own lookups: torchvision's models namespace (classes too), its registry, torch.hub
+    if key in torchvision.models.__dict__ or key in MODEL_DICT or model.get("repo_or_dir") is not None:
+        return
     try:
         found = model_source(key, model.get("source"))
     except ValueError as exc:
+        if other_dependencies:  # the path may import only once those dependencies have loaded
+            return
         raise ValueError(f"{where}.key: {exc}") from None
     if found is None and not other_dependencies:
         raise ValueError(

@@ -30,6 +30,7 @@ from torchdistill.models.registry import MODEL_DICT, get_model
 from tqdm.auto import tqdm
 
 from zskd_plugin.progress import PROGRESS_LOGGER, format_duration
+from zskd_plugin.registry.models import resolve_registry_model
 from zskd_plugin.teacher import TeacherSpec, build_model, load_checkpoint_state, select_output
 
 from .config_checks import check_config
@@ -76,13 +77,17 @@ def load_model(model_config: Mapping[str, Any], distributed: bool = False, name:
     """torchvision name first, then torchdistill's registry (as torchdistill does), then timm and dotted import
     paths (as the Data Impression teacher does, which torchdistill's own lookup does not); checkpoint read weights-only
     unless ``allow_unsafe_checkpoint`` is the boolean true; ``output`` selects the logits of a structured output."""
-    model = get_image_classification_model(model_config, distributed)
+    key, repo_or_dir, kwargs = model_config["key"], model_config.get("repo_or_dir"), model_config.get("kwargs") or {}
+    source = model_config.get("source")
+    if source is not None:  # `source:` of a shared teacher anchor: built exactly as the DI teacher was
+        model = build_model(TeacherSpec(key=key, kwargs=kwargs, source=source), resolve_registry_model)
+    else:
+        model = get_image_classification_model(model_config, distributed)
     if model is None:
-        key, repo_or_dir, kwargs = model_config["key"], model_config.get("repo_or_dir"), model_config.get("kwargs")
         if key in MODEL_DICT or repo_or_dir is not None:
-            model = get_model(key, repo_or_dir, **(kwargs or {}))
+            model = get_model(key, repo_or_dir, **kwargs)
         else:  # a bare timm name or a dotted path: resolved as the DI teacher resolves it, so one anchor serves both
-            model = build_model(TeacherSpec(key=key, kwargs=kwargs or {}, source=model_config.get("source")))
+            model = build_model(TeacherSpec(key=key, kwargs=kwargs))
     model = select_output(model, model_config.get("output"), name)
     src_ckpt = model_config.get("src_ckpt", None)
     if src_ckpt:

@@ -48,4 +48,9 @@ class InputFit(nn.Module):
         self.register_buffer("fill", (-mean_t / std_t).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fill.shape[1] not in (1, x.shape[1]):
+            raise ValueError(
+                f"input_fit has {self.fill.shape[1]} mean/std values but its input has {x.shape[1]} channels; give "
+                "one value, or one per channel"
+            )
         return self.model(fit_to_size(x, self.input_size, self.fit, self.fill))
