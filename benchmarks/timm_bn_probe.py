@@ -36,6 +36,12 @@ p.add_argument("--bn-first", type=float, default=1.0)
 p.add_argument("--jitter", type=int, default=0, help="synthesis jitter (pixels)")
 p.add_argument("--flip", action="store_true", help="synthesis flips")
 p.add_argument("--precision", default="bf16", help="synthesis precision (bf16: emulated, slow, without bf16 units)")
+p.add_argument(
+    "--mixed-batches",
+    action="store_true",
+    help="synthesise batches that mix all classes (targets drawn as the store draws them) instead of the store's "
+    "one-class parts, outside the store: the BN prior matches statistics of data with every class",
+)
 p.add_argument("--tv", type=float, default=1.0)
 p.add_argument("--l2", type=float, default=0.1)
 p.add_argument("--n", type=int, default=4000)
@@ -152,16 +158,53 @@ synthesis = {
     "flip": args.flip,
 }
 t0 = time.time()
-store = make_impression_store(
-    {
-        "teacher": teacher_spec,
-        "num_impressions": args.n,
-        "seed": args.seed,
-        "store_root": str(OUT / "stores"),
-        "synthesis": synthesis,
-        "progress": False,
-    }
-)
+if args.mixed_batches:  # the hypothesis: a one-class batch cannot (and should not) match all-class BN statistics
+    import numpy as np
+
+    from zskd_plugin.dirichlet import sample_soft_targets
+    from zskd_plugin.similarity import class_similarity, find_classifier
+    from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, synthesize_batch
+
+    class _Mixed:  # what the rest of the probe reads from a store
+        pass
+
+    teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
+    teacher.load_state_dict(torch.load(ckpt))
+    teacher.eval()
+    rng = np.random.default_rng(args.seed)
+    sim = class_similarity(find_classifier(teacher, 10).weight)
+    per_class = args.n // 10
+    targets = torch.cat(
+        [sample_soft_targets(sim[c], beta, per_class // 2, rng) for c in range(10) for beta in (1.0, 0.1)]
+    )
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(args.seed))
+    targets = targets[order]
+    config = SynthesisConfig(**{k: v for k, v in synthesis.items()})
+    mean_t, std_t = torch.tensor([MEAN]), torch.tensor([STD])
+    chunks = []
+    with frozen_teacher(teacher):
+        loss_fn = SynthesisLoss(teacher, mean_t, std_t, config)
+        for i in range(0, len(targets), config.batch_size):
+            gen = torch.Generator().manual_seed(args.seed * 1000 + i)
+            batch = targets[i : i + config.batch_size]
+            chunks.append(synthesize_batch(teacher, batch, (1, 32, 32), mean_t, std_t, config, gen, loss_fn=loss_fn))
+    store = _Mixed()
+    store.path = Path("mixed-batches")
+    data = _Mixed()
+    data.images = torch.cat([c.images for c in chunks])
+    data.targets = targets
+    store.load = lambda: data
+else:
+    store = make_impression_store(
+        {
+            "teacher": teacher_spec,
+            "num_impressions": args.n,
+            "seed": args.seed,
+            "store_root": str(OUT / "stores"),
+            "synthesis": synthesis,
+            "progress": False,
+        }
+    )
 syn_s = time.time() - t0
 data = store.load()
 train_idx, _ = split_indices(data.images.shape[0], 0.1, args.seed)
