@@ -65,12 +65,16 @@ test = torchvision.datasets.FashionMNIST(args.data_root, train=False, download=F
 test_loader = torch.utils.data.DataLoader(test, batch_size=1000)
 
 
-def evaluate(model):
+def evaluate(model, counts=None):
+    """Test accuracy (%); with ``counts`` (a (10,) tensor) also how often each class is predicted."""
     model.eval()
     correct = 0
     with torch.no_grad():
         for x, y in test_loader:
-            correct += (model(x).argmax(1) == y).sum().item()
+            pred = model(x).argmax(1)
+            correct += (pred == y).sum().item()
+            if counts is not None:
+                counts += torch.bincount(pred, minlength=len(counts))
     return 100.0 * correct / len(test)
 
 
@@ -238,13 +242,15 @@ for epoch in range(args.epochs):
         loss.backward()
         opt.step()
         sched.step()
-acc = evaluate(student)
+predicted = torch.zeros(10, dtype=torch.long)
+acc = evaluate(student, predicted)
 # teacher agreement and DI accuracy under the teacher
 with torch.no_grad():
     di_agree = (teacher((data.images - MEAN) / STD).argmax(1) == data.targets.argmax(1)).float().mean().item() * 100
 rec = {
     **vars(args),
     "student_test": acc,
+    "student_top_class_share": round(100.0 * predicted.max().item() / len(test), 2),  # a collapsed student: ~100
     "teacher_test": evaluate(teacher),
     "di_teacher_agreement": di_agree,
     "synthesis_s": round(syn_s),

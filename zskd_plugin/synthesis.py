@@ -305,7 +305,7 @@ class SynthesisLoss:
         if self.bf16 and not native_bf16(device):
             _logger.warning(
                 "synthesis precision 'bf16' on a %s without bf16 units: autocast emulates it, several times slower "
-                "than fp32 (5x for LeNet-5 on an AVX2 CPU, docs/performance.md). Set precision: 'auto' (bf16 only "
+                "than fp32 (4x for LeNet-5 on an AVX2 CPU, docs/performance.md). Set precision: 'auto' (bf16 only "
                 "where it pays) or 'fp32'",
                 device.type.upper() if device.type == "cpu" else device.type,
             )
@@ -364,17 +364,10 @@ class SynthesisLoss:
         """Run the teacher in the default memory format from now on: some models (a ``forward`` that calls
         ``x.view(...)`` on a feature map) cannot take channels-last tensors. If it fails that way too, the error is
         the teacher's own and surfaces from the next call."""
-        slow = (
-            " On a CPU, bf16 autocast without channels-last can be several times slower than fp32: time both, or set "
-            "precision: 'fp32'."
-            if self.bf16 and self.device.type == "cpu"
-            else ""
-        )
         _logger.warning(
             "the teacher failed on a channels-last input (%s); synthesis goes on in the default memory format. Set "
-            "synthesis channels_last: false to skip this attempt.%s",
+            "synthesis channels_last: false to skip this attempt",
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            slow,
         )
         self.channels_last = False
         self.model = self.model.to(memory_format=torch.contiguous_format)
