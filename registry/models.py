@@ -35,7 +35,9 @@ def timm_model(model_name: str, **kwargs):
 register_unique(MODEL_DICT, register_model, "timm_model", timm_model)
 
 
-def input_fit(model: dict, input_size: list[int], fit: str = "pad", mean=(0.0,), std=(1.0,)) -> InputFit:
+def input_fit(
+    model: dict, input_size: list[int], fit: str = "pad", mean: list[float] = (0.0,), std: list[float] = (1.0,)
+) -> InputFit:
     """A model block behind a pad or resize of its input, for a student (or teacher) whose input size differs
     from the batch's: ``key: 'input_fit'``, ``kwargs: {model: {key: 'lenet5_half', kwargs: {num_classes: 10}},
     input_size: [32, 32], fit: 'pad', mean: [0.1307], std: [0.3081]}``. ``model`` takes what a Data Impression

@@ -213,52 +213,55 @@ def _import_object(path: str) -> Any:
         raise ValueError(f"cannot import model {path!r}: {exc}") from exc
 
 
+def _found_in(source: str, key: str) -> bool:
+    """Whether ``key`` names a model in ``source`` (not ``registry``, which only a resolver can answer)."""
+    if source == "zskd":
+        return key in MODEL_ENTRYPOINTS
+    if source == "torchvision":
+        import torchvision
+
+        return key in torchvision.models.list_models()
+    if source == "timm":
+        import timm
+
+        return timm.is_model(key)
+    if source == "import" and "." in key:
+        _import_object(key)  # raises, naming the import error, when the path is wrong
+        return True
+    return False
+
+
+def _create(source: str, key: str, kwargs: dict[str, Any]) -> nn.Module:
+    if source == "zskd":
+        return MODEL_ENTRYPOINTS[key](**kwargs)
+    if source == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(key, **kwargs)
+    if source == "timm":
+        import timm
+
+        return timm.create_model(key, **kwargs)
+    return _import_object(key)(**kwargs)
+
+
 def model_source(key: str, source: str | None = None) -> str | None:
     """Where :func:`build_model` would find ``key`` without a registry resolver (``zskd``, ``torchvision``,
     ``timm`` or ``import``), without building it; None when nowhere. A dotted path is imported to check it."""
-    for where in [source] if source else SOURCES:
-        if where == "zskd" and key in MODEL_ENTRYPOINTS:
-            return where
-        if where == "torchvision":
-            import torchvision
-
-            if key in torchvision.models.list_models():
-                return where
-        if where == "timm":
-            import timm
-
-            if timm.is_model(key):
-                return where
-        if where == "import" and "." in key:
-            _import_object(key)  # raises, naming the import error, when the path is wrong
-            return where
-    return None
+    return next((where for where in ([source] if source else SOURCES) if _found_in(where, key)), None)
 
 
 def build_model(spec: TeacherSpec, resolver: ModelResolver | None = None) -> nn.Module:
     """The model ``spec.key`` names, untrained: looked up in ``spec.source``, else in the paper's models,
     torchvision, ``resolver`` (torchdistill's registry), timm, then as a dotted import path."""
     kwargs = dict(spec.kwargs)
-    sources = [spec.source] if spec.source else list(SOURCES)
-    for source in sources:
-        if source == "zskd" and spec.key in MODEL_ENTRYPOINTS:
-            return MODEL_ENTRYPOINTS[spec.key](**kwargs)
-        if source == "torchvision":
-            import torchvision
-
-            if spec.key in torchvision.models.list_models():
-                return torchvision.models.get_model(spec.key, **kwargs)
-        if source == "registry" and resolver is not None:
-            model = resolver(spec.key, kwargs, spec.repo_or_dir)
+    for source in [spec.source] if spec.source else SOURCES:
+        if source == "registry":
+            model = resolver(spec.key, kwargs, spec.repo_or_dir) if resolver is not None else None
             if model is not None:
                 return model
-        if source == "timm":
-            import timm
-
-            if timm.is_model(spec.key):
-                return timm.create_model(spec.key, **kwargs)
-        if source == "import" and "." in spec.key:
-            return _import_object(spec.key)(**kwargs)
+        elif _found_in(source, spec.key):
+            return _create(source, spec.key, kwargs)
     where = spec.source or "zskd, torchvision, the torchdistill registry, timm or a dotted import path"
     raise ValueError(
         f"no model {spec.key!r} found in {where}; check the name, set `source:` to one of {list(SOURCES)}, "
