@@ -33,6 +33,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--stage", choices=["teacher", "zskd", "diagnose"], required=True)
 p.add_argument("--bn-weight", type=float, default=0.0)
 p.add_argument("--bn-first", type=float, default=1.0)
+p.add_argument("--bn-distance", default="deepinversion", help="synthesis bn_distance")
 p.add_argument("--jitter", type=int, default=0, help="synthesis jitter (pixels)")
 p.add_argument("--flip", action="store_true", help="synthesis flips")
 p.add_argument("--precision", default="bf16", help="synthesis precision (bf16: emulated, slow, without bf16 units)")
@@ -48,6 +49,7 @@ p.add_argument("--n", type=int, default=4000)
 p.add_argument("--epochs", type=int, default=60)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--iters", type=int, default=100)
+p.add_argument("--lr", type=float, default=0.1, help="synthesis Adam learning rate (pixel units)")
 p.add_argument("--kd-temperature", type=float, default=20.0)
 p.add_argument("--syn-temperature", type=float, default=20.0, help="synthesis temperature (the paper: 20)")
 p.add_argument("--blur", type=float, default=2.0, help="ImpressionAugment blur_sigma during distillation")
@@ -148,7 +150,7 @@ teacher_spec = {
 }
 synthesis = {
     "num_iters": args.iters,
-    "lr": 0.1,
+    "lr": args.lr,
     "lr_schedule": "cosine",
     "batch_size": 200,
     "temperature": args.syn_temperature,
@@ -158,6 +160,7 @@ synthesis = {
     "channels_last": True,
     "bn_weight": args.bn_weight,
     "bn_first_multiplier": args.bn_first,
+    "bn_distance": args.bn_distance,
     "jitter": args.jitter,
     "flip": args.flip,
 }

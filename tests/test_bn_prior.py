@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import make_tiny_teacher
 from torch import nn
 
 from zskd_plugin.builder import make_impression_store
-from zskd_plugin.impressions import ImpressionConfig, open_store
+from zskd_plugin.impressions import ImpressionConfig, open_store, plan_parts, shard_parts
 from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, batchnorm_layers, frozen_teacher, synthesize_batch
 from zskd_plugin.teacher import InputConfig
 
@@ -73,6 +75,42 @@ def test_the_prior_is_deepinversion_eq4_computed_independently():
     assert torch.allclose(heavy_first - with_bn, torch.full_like(plain, 2.0 * 9.0 * first), atol=1e-5)
 
 
+def test_the_standardized_distance_weighs_layers_alike_whatever_their_scale():
+    teacher = _bn_teacher()
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = _targets()
+    mean, std = torch.tensor([0.0]), torch.tensor([1.0])
+
+    def prior(model: BNTeacher, first: float = 1.0) -> torch.Tensor:
+        config = SynthesisConfig(bn_weight=1.0, bn_distance="standardized", bn_first_multiplier=first)
+        with frozen_teacher(model):
+            plain = SynthesisLoss(model, mean, std, SynthesisConfig())(x, y)
+            return SynthesisLoss(model, mean, std, config)(x, y) - plain
+
+    # independently: per layer rms((mu - mu_run) / sigma_run) + rms(var / var_run - 1), averaged over the 2 layers
+    expected = 0.0
+    with torch.no_grad():
+        for layer, inp in ((teacher.bn0, x), (teacher.bn1, teacher.conv(teacher.bn0(x)))):
+            m, v = inp.mean(dim=(0, 2, 3)), inp.var(dim=(0, 2, 3), unbiased=False)
+            run_var = layer.running_var + layer.eps
+            expected += float(((m - layer.running_mean) / run_var.sqrt()).pow(2).mean().sqrt())
+            expected += float((v / run_var - 1).pow(2).mean().sqrt())
+    assert torch.allclose(prior(teacher), torch.full((32,), expected / 2), atol=1e-4)
+    first = float((x.mean() - 0.2).abs() / (0.01 + 1e-5) ** 0.5 + (x.var(unbiased=False) / (0.01 + 1e-5) - 1).abs())
+    assert torch.allclose(prior(teacher, 10.0) - prior(teacher), torch.full((32,), 9.0 * first / 2), atol=1e-3)
+    # a second layer whose activations are 10x larger (conv weights and running statistics scaled alike) adds
+    # the same term: Eq. 4's would grow tenfold and outweigh the first layer
+    scaled = copy.deepcopy(teacher)
+    with torch.no_grad():
+        scaled.conv.weight.mul_(10.0)
+        scaled.conv.bias.mul_(10.0)
+        scaled.bn1.running_mean.mul_(10.0)
+        scaled.bn1.running_var.mul_(100.0)
+    assert torch.allclose(prior(scaled), prior(teacher), rtol=1e-3)
+    with pytest.raises(ValueError, match="bn_distance"):
+        SynthesisConfig(bn_distance="l1")
+
+
 def test_synthesis_with_the_prior_moves_the_batch_statistics_to_the_running_ones():
     teacher = _bn_teacher()
     y = _targets()
@@ -116,6 +154,8 @@ def test_a_teacher_without_batchnorm_is_a_config_error_before_anything_is_writte
     assert not (tmp_path / "s").exists()
     with pytest.raises(ValueError, match="early_stop_tol needs bn_weight: 0"):
         SynthesisConfig(bn_weight=0.1, early_stop_tol=1e-3)
+    with pytest.raises(ValueError, match="warm_start needs bn_weight: 0"):
+        SynthesisConfig(bn_weight=0.1, warm_start=True)
 
 
 def test_the_prior_enters_the_store_key_only_when_set():
@@ -128,3 +168,51 @@ def test_the_prior_enters_the_store_key_only_when_set():
 
     assert key() == key(bn_first_multiplier=1.0)  # off: the key of a store made before the prior existed
     assert len({key(), key(bn_weight=0.1), key(bn_weight=0.1, bn_first_multiplier=10.0)}) == 3
+    assert key(bn_weight=0.1) == key(bn_weight=0.1, bn_distance="deepinversion")
+    assert key(bn_weight=0.1) != key(bn_weight=0.1, bn_distance="standardized")
+    with_prior = ImpressionConfig(num_impressions=8, synthesis=SynthesisConfig(bn_weight=0.1)).to_dict()
+    assert with_prior["parts"] == "mixed classes"  # stores made with one-class parts under the prior are not reused
+
+
+def _totals(plans) -> dict[tuple[int, float], int]:
+    totals: dict[tuple[int, float], int] = {}
+    for plan in plans:
+        for k, beta, n in plan.segments:
+            totals[(k, beta)] = totals.get((k, beta), 0) + n
+    return totals
+
+
+def test_with_the_prior_every_part_mixes_all_classes_in_proportion():
+    # the prior matches a batch to statistics of the whole data, which a one-class batch cannot (and should not) meet
+    mixed = plan_parts(10, ImpressionConfig(num_impressions=430, synthesis=SynthesisConfig(batch_size=50, bn_weight=1)))
+    one_class = plan_parts(10, ImpressionConfig(num_impressions=430, synthesis=SynthesisConfig(batch_size=50)))
+    assert [p.count for p in mixed] == [50] * 8 + [30]
+    assert _totals(mixed) == _totals(one_class)  # the same impressions, laid out differently
+    for plan in mixed:
+        per_class = [sum(n for c, _, n in plan.segments if c == k) for k in range(10)]
+        assert min(per_class) >= plan.count // 10 - 1 and max(per_class) <= plan.count // 10 + 1, per_class
+        assert {beta for _, beta, _ in plan.segments} == {1.0, 0.1}
+    shards = [shard_parts(mixed, rank, 3) for rank in range(3)]
+    assert set().union(*shards) == set(range(9)) and [len(s) for s in shards] == [3, 3, 3]  # parts dealt singly
+
+
+def test_a_store_made_with_the_prior_holds_mixed_parts(tmp_path):
+    ckpt = tmp_path / "bn.pt"
+    torch.save(_bn_teacher().state_dict(), ckpt)
+    store = make_impression_store(
+        dict(
+            teacher={"key": "test_bn_prior.BNTeacher", "source": "import", "src_ckpt": str(ckpt)},
+            num_impressions=24,
+            store_root=tmp_path / "s",
+            synthesis={"num_iters": 2, "batch_size": 8, "bn_weight": 0.1},
+            progress=False,
+        )
+    )
+    assert store.load().targets.shape == (24, 4)
+    per_class = [0, 0, 0, 0]
+    for index in range(3):  # each part of 8 holds two impressions of each of the 4 classes, one per beta
+        segments = store.part_meta(index)["segments"]
+        assert sorted((k, n) for k, _, n in segments) == [(k, 1) for k in (0, 0, 1, 1, 2, 2, 3, 3)]
+        for k, _, n in segments:
+            per_class[k] += n
+    assert per_class == [6, 6, 6, 6]

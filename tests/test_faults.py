@@ -238,7 +238,7 @@ def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_siz
     assert sum(p.count for p in plans) == num_classes + extra
     assert all(0 < p.count <= batch_size for p in plans)
     assert [p.index for p in plans] == list(range(len(plans)))
-    per_class = [sum(p.count for p in plans if p.class_index == k) for k in range(num_classes)]
+    per_class = [sum(n for p in plans for c, _, n in p.segments if c == k) for k in range(num_classes)]
     assert max(per_class) - min(per_class) <= 1
 
 

@@ -28,9 +28,10 @@ def test_parts_are_planned_within_class_and_beta_rows():
     plans = plan_parts(4, ImpressionConfig(num_impressions=42, synthesis=SynthesisConfig(batch_size=4)))
     assert sum(p.count for p in plans) == 42
     assert all(p.count <= 4 for p in plans)
-    per_class = [sum(p.count for p in plans if p.class_index == k) for k in range(4)]
+    assert all(len(p.segments) == 1 for p in plans)
+    per_class = [sum(n for p in plans for c, _, n in p.segments if c == k) for k in range(4)]
     assert per_class == [11, 11, 10, 10]
-    assert {p.beta for p in plans} == {1.0, 0.1}
+    assert {beta for p in plans for _, beta, _ in p.segments} == {1.0, 0.1}
     with pytest.raises(ValueError, match="at least one per class"):
         plan_parts(10, ImpressionConfig(num_impressions=5))
 

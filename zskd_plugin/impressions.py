@@ -72,52 +72,84 @@ class ImpressionConfig:
         for name, off in _KEYED_ONLY_WHEN_SET.items():
             if settings["synthesis"][name] == off:
                 del settings["synthesis"][name]
+        if self.synthesis.bn_weight:  # parts mix classes (plan_parts); stores made before that are not reused
+            settings["parts"] = "mixed classes"
         return settings
 
 
-_KEYED_ONLY_WHEN_SET = {"bn_weight": 0.0, "bn_first_multiplier": 1.0, "jitter": 0, "flip": False}
+_KEYED_ONLY_WHEN_SET = {
+    "bn_weight": 0.0,
+    "bn_first_multiplier": 1.0,
+    "bn_distance": "deepinversion",
+    "jitter": 0,
+    "flip": False,
+}
 
 
 @dataclass(frozen=True)
 class PartPlan:
-    """One part of the store: ``count`` impressions of one class at one beta."""
+    """One part of the store: ``count`` impressions in ``segments`` of ``(class_index, beta, count)``.
+
+    A one-class part (the default) has one segment and belongs to its (class, beta) row; with the BatchNorm prior
+    a part mixes every row in the data's proportions and is a row of its own.
+    """
 
     index: int
-    class_index: int
-    beta: float
-    count: int
-    row_position: int  # 0 for the first part of its (class, beta) row
+    segments: tuple[tuple[int, float, int], ...]
+    row: int  # parts of one row are made in order by one process (a warm start reads the part before)
+    row_position: int  # 0 for the first part of its row
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, _, n in self.segments)
 
 
 def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
-    """Split the impressions into parts of at most ``batch_size``, each within one (class, beta) row."""
+    """Split the impressions into parts of at most ``batch_size``.
+
+    Each part lies within one (class, beta) row, unless ``bn_weight`` is set: the BatchNorm prior matches a batch's
+    statistics to those of the whole training data, so each part then mixes all rows in proportion (interleaved,
+    so every part holds every class once the batch has room for one of each).
+    """
     if config.num_impressions < num_classes:
         raise ValueError(
             f"num_impressions={config.num_impressions} is fewer than the {num_classes} classes; ask for at least one "
             "per class"
         )
     per_class = split_counts(config.num_impressions, (1.0 / num_classes,) * num_classes)
+    rows = [
+        (k, beta, n_row)
+        for k in range(num_classes)
+        for beta, n_row in zip(config.dirichlet.betas, split_counts(per_class[k], config.dirichlet.beta_shares))
+        if n_row
+    ]
     batch = config.synthesis.batch_size
     plans: list[PartPlan] = []
-    for k in range(num_classes):
-        for beta, n_row in zip(config.dirichlet.betas, split_counts(per_class[k], config.dirichlet.beta_shares)):
+    if not config.synthesis.bn_weight:
+        for row, (k, beta, n_row) in enumerate(rows):
             for position, start in enumerate(range(0, n_row, batch)):
-                plans.append(PartPlan(len(plans), k, beta, min(batch, n_row - start), position))
+                plans.append(PartPlan(len(plans), ((k, beta, min(batch, n_row - start)),), row, position))
+        return plans
+    # every impression placed at the fraction of its row it completes, so rows interleave evenly
+    order = sorted((((j + 0.5) / n_row, r) for r, (_, _, n_row) in enumerate(rows) for j in range(n_row)))
+    for start in range(0, len(order), batch):
+        counts = [0] * len(rows)
+        for _, r in order[start : start + batch]:
+            counts[r] += 1
+        segments = tuple((rows[r][0], rows[r][1], n) for r, n in enumerate(counts) if n)
+        plans.append(PartPlan(len(plans), segments, len(plans), 0))
     return plans
 
 
 def shard_parts(plans: list[PartPlan], rank: int, world_size: int) -> set[int]:
-    """The parts process ``rank`` of ``world_size`` makes: whole (class, beta) rows, dealt out in turn.
+    """The parts process ``rank`` of ``world_size`` makes: whole rows, dealt out in turn.
 
     Rows stay whole so a warm-started row never waits on another process; the parts' own seeds make the store the
     same whatever the number of processes.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
-    rows: dict[tuple[int, float], int] = {}
-    for plan in plans:
-        rows.setdefault((plan.class_index, plan.beta), len(rows))
-    return {plan.index for plan in plans if rows[(plan.class_index, plan.beta)] % world_size == rank}
+    return {plan.index for plan in plans if plan.row % world_size == rank}
 
 
 def _part_seed(seed: int, index: int) -> int:
@@ -270,9 +302,8 @@ def _synthesize_missing(
                 previous = None
                 continue
             seed = _part_seed(config.seed, plan.index)
-            targets = sample_soft_targets(
-                similarity[plan.class_index], plan.beta, plan.count, np.random.default_rng(seed)
-            )
+            rng = np.random.default_rng(seed)
+            targets = torch.cat([sample_soft_targets(similarity[k], beta, n, rng) for k, beta, n in plan.segments])
             init = None
             if config.synthesis.warm_start and plan.row_position > 0:
                 if previous is None:
@@ -292,14 +323,24 @@ def _synthesize_missing(
                 )
             except FloatingPointError as exc:
                 raise StoreError(
-                    f"part {plan.index} (class {plan.class_index}, beta {plan.beta}) diverged: {exc}; it was not "
-                    "written and completed parts are kept. Lower synthesis lr or check the teacher for NaN weights"
+                    f"part {plan.index} ({_describe(plan)}) diverged: {exc}; it was not written and completed parts "
+                    "are kept. Lower synthesis lr or check the teacher for NaN weights"
                 ) from exc
-            store.write_part(
-                plan.index,
-                PartData(result.images, targets, result.losses),
-                {"class_index": plan.class_index, "beta": plan.beta},
-            )
+            store.write_part(plan.index, PartData(result.images, targets, result.losses), _part_info(plan))
             previous = result.images
             bar.set_postfix(loss=f"{result.losses.mean().item():.3f}", agree=f"{result.agreement.float().mean():.0%}")
             bar.update(plan.count)
+
+
+def _part_info(plan: PartPlan) -> dict[str, Any]:
+    """What a part's record says it holds: its class and beta, or its segments when it mixes rows."""
+    if len(plan.segments) == 1:
+        k, beta, _ = plan.segments[0]
+        return {"class_index": k, "beta": beta}
+    return {"segments": [list(segment) for segment in plan.segments]}
+
+
+def _describe(plan: PartPlan) -> str:
+    if len(plan.segments) == 1:
+        return f"class {plan.segments[0][0]}, beta {plan.segments[0][1]}"
+    return f"{len({k for k, _, _ in plan.segments})} classes mixed"

@@ -53,6 +53,7 @@ _logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
+BN_DISTANCES = ("deepinversion", "standardized")
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
@@ -91,9 +92,16 @@ class SynthesisConfig:
         bn_weight: weight of the BatchNorm-statistics prior ``R_BN`` (DeepInversion, Yin et al. CVPR 2020,
             Eq. 4): for every BatchNorm layer of the teacher, the distance between the synthetic batch's per-channel
             mean and variance at its input and the layer's running statistics. 0: off (the paper's); needs a teacher
-            with BatchNorm layers.
+            with BatchNorm layers. The statistics are those of the whole training data, so with it every batch
+            (store part) mixes all classes in proportion instead of holding one class.
         bn_first_multiplier: DeepInversion's heavier first layer: the first BatchNorm layer's term is multiplied
             by this.
+        bn_distance: how a layer's term measures the distance. ``deepinversion``: Eq. 4 as published, the L2 norms
+            of the mean and variance differences, summed over layers; its terms grow with a layer's width and
+            activation scale, so deep, wide layers outweigh the first. ``standardized``: each difference in units
+            of the layer's running statistics, ``(mu - mu_run) / sigma_run`` and ``var / var_run - 1``, as
+            root-mean-squares over the channels and averaged over the layers, so every layer counts alike whatever
+            the teacher's depth, width and scale.
         jitter: at every step the teacher sees the batch rolled by a random offset of up to this many pixels in
             each direction (DeepInversion's jitter, Yin et al. CVPR 2020, Sec. 3), so the class evidence it
             optimises must hold wherever it sits; 0: off (the paper's).
@@ -117,6 +125,7 @@ class SynthesisConfig:
     l2_weight: float = 0.0
     bn_weight: float = 0.0
     bn_first_multiplier: float = 1.0
+    bn_distance: str = "deepinversion"
     jitter: int = 0
     flip: bool = False
 
@@ -132,10 +141,16 @@ class SynthesisConfig:
             check_bool(getattr(self, name), f"synthesis {name}")
         check_choice(self.lr_schedule, "synthesis lr_schedule", LR_SCHEDULES)
         check_choice(self.precision, "synthesis precision", PRECISIONS)
+        check_choice(self.bn_distance, "synthesis bn_distance", BN_DISTANCES)
         if self.early_stop_tol > 0 and self.bn_weight > 0:
             raise ValueError(
                 "synthesis early_stop_tol needs bn_weight: 0 (the BatchNorm prior is a statistic of the whole batch, "
                 "so an image cannot leave it early)"
+            )
+        if self.warm_start and self.bn_weight > 0:
+            raise ValueError(
+                "synthesis warm_start needs bn_weight: 0 (with the BatchNorm prior every batch mixes all classes, so "
+                "no batch continues the one before it)"
             )
         if self.early_stop_tol > 0 and (self.jitter or self.flip):
             raise ValueError(
@@ -259,10 +274,16 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     ]
 
 
-def _hook_batchnorm_statistics(model: nn.Module, terms: list[Tensor], first_multiplier: float) -> None:
-    """Forward hooks that append, per BatchNorm layer, ``||mu(x) - mu_run||_2 + ||var(x) - var_run||_2`` of the
-    layer's input batch (DeepInversion, Yin et al. CVPR 2020, Eq. 4), the first layer's times ``first_multiplier``;
-    statistics in fp32 whatever the autocast or memory format."""
+def _hook_batchnorm_statistics(
+    model: nn.Module, terms: list[Tensor], first_multiplier: float, distance: str = "deepinversion"
+) -> None:
+    """Forward hooks that append, per BatchNorm layer, the distance between its input batch's per-channel
+    statistics and its running ones, the first layer's times ``first_multiplier``; statistics in fp32 whatever the
+    autocast or memory format.
+
+    ``deepinversion``: ``||mu(x) - mu_run||_2 + ||var(x) - var_run||_2`` (Yin et al. CVPR 2020, Eq. 4), summed
+    over layers by the caller. ``standardized``: ``rms((mu(x) - mu_run) / sigma_run) + rms(var(x) / var_run - 1)``
+    over the channels, divided by the number of layers so the caller's sum is their mean."""
     layers = batchnorm_layers(model)
     if not layers:
         raise ValueError(
@@ -274,9 +295,14 @@ def _hook_batchnorm_statistics(model: nn.Module, terms: list[Tensor], first_mult
         x = args[0].float()
         dims = [d for d in range(x.dim()) if d != 1]  # every axis but the channels
         mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-        term = torch.linalg.vector_norm(mean - module.running_mean.float()) + torch.linalg.vector_norm(
-            var - module.running_var.float()
-        )
+        run_mean, run_var = module.running_mean.float(), module.running_var.float()
+        if distance == "standardized":
+            run_var = run_var + module.eps
+            term = (
+                ((mean - run_mean) / run_var.sqrt()).pow(2).mean().sqrt() + (var / run_var - 1).pow(2).mean().sqrt()
+            ) / len(layers)
+        else:
+            term = torch.linalg.vector_norm(mean - run_mean) + torch.linalg.vector_norm(var - run_var)
         terms.append(term * first_multiplier if module is layers[0] else term)
 
     for layer in layers:
@@ -316,7 +342,7 @@ class SynthesisLoss:
         self._bn_terms: list[Tensor] = []
         if self.bn_weight:
             model = model if model is not teacher else copy.deepcopy(model)  # hooks go on the engine's own copy
-            _hook_batchnorm_statistics(model, self._bn_terms, config.bn_first_multiplier)
+            _hook_batchnorm_statistics(model, self._bn_terms, config.bn_first_multiplier, config.bn_distance)
         self.model = model
         self._compile = config.compile
         self._fn: Callable[[Tensor, Tensor], Tensor] = torch.compile(self._loss) if config.compile else self._loss
