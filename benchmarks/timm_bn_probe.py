@@ -30,7 +30,7 @@ from zskd_plugin.losses import zskd_kd_loss
 from zskd_plugin.models import create_model
 
 p = argparse.ArgumentParser()
-p.add_argument("--stage", choices=["teacher", "zskd", "diagnose"], required=True)
+p.add_argument("--stage", choices=["teacher", "zskd", "diagnose", "batch"], required=True)
 p.add_argument("--bn-weight", type=float, default=0.0)
 p.add_argument("--bn-first", type=float, default=1.0)
 p.add_argument("--bn-distance", default="deepinversion", help="synthesis bn_distance")
@@ -55,6 +55,7 @@ p.add_argument("--syn-temperature", type=float, default=20.0, help="synthesis te
 p.add_argument("--blur", type=float, default=2.0, help="ImpressionAugment blur_sigma during distillation")
 p.add_argument("--contrast", type=float, default=0.7, help="ImpressionAugment contrast during distillation")
 p.add_argument("--real-control", action="store_true", help="distil on as many real training images instead (control)")
+p.add_argument("--png", default=None, help="batch stage: where to save the batch as an image grid")
 p.add_argument("--data-root", default="./data")
 p.add_argument("--out", default="./resource/timm_bn_probe")
 args = p.parse_args()
@@ -164,6 +165,64 @@ synthesis = {
     "jitter": args.jitter,
     "flip": args.flip,
 }
+if args.stage == "batch":  # one batch of 200 (20 per class, beta 1) with these settings, beside real test images
+    import numpy as np
+
+    from zskd_plugin.dirichlet import sample_soft_targets
+    from zskd_plugin.similarity import class_similarity, find_classifier
+    from zskd_plugin.synthesis import SynthesisConfig, batchnorm_layers, frozen_teacher, synthesize_batch
+
+    teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
+    teacher.load_state_dict(torch.load(ckpt))
+    teacher.eval()
+    sim = class_similarity(find_classifier(teacher, 10).weight)
+    rng = np.random.default_rng(args.seed)
+    targets = torch.cat([sample_soft_targets(sim[c], 1.0, 20, rng) for c in range(10)])
+    mean_t, std_t = torch.tensor([MEAN]), torch.tensor([STD])
+    t0 = time.time()
+    with frozen_teacher(teacher):
+        result = synthesize_batch(
+            teacher, targets, (1, 32, 32), mean_t, std_t, SynthesisConfig(**synthesis), torch.Generator().manual_seed(0)
+        )
+
+    def gaps(x):  # per BN layer: rms standardized mean gap and rms (var / var_run - 1), as bn_distance standardized
+        out = []
+
+        def hook(module, inputs, output):
+            a = inputs[0].float()
+            m, v = a.mean(dim=(0, 2, 3)), a.var(dim=(0, 2, 3), unbiased=False)
+            rv = module.running_var + module.eps
+            out.append((((m - module.running_mean) / rv.sqrt()).pow(2).mean().sqrt().item(),
+                        (v / rv - 1).pow(2).mean().sqrt().item()))  # fmt: skip
+
+        handles = [layer.register_forward_hook(hook) for layer in batchnorm_layers(teacher)]
+        with torch.no_grad():
+            teacher((x - MEAN) / STD)
+        for handle in handles:
+            handle.remove()
+        return out
+
+    plain_test = torchvision.datasets.FashionMNIST(
+        args.data_root, train=False, download=False, transform=T.Compose([T.ToTensor(), T.Pad(2)])
+    )
+    real = torch.stack([plain_test[i][0] for i in range(200)])
+    lines = [f"{' '.join(sys.argv[1:])}: {time.time() - t0:.0f} s"]
+    for name, x, agree in (("real test images", real, None), ("DIs", result.images, result.agreement)):
+        g = gaps(x)
+        lines.append(
+            f"  {name}: pixel mean {x.mean():.3f}, pixels < 0.05: {(x < 0.05).float().mean():.0%}"
+            + (f", on their target class {agree.float().mean():.0%}" if agree is not None else "")
+            + f"; first BN layer gaps {g[0][0]:.2f}/{g[0][1]:.2f}, mean over {len(g)} layers "
+            f"{sum(a for a, _ in g) / len(g):.2f}/{sum(b for _, b in g) / len(g):.2f} (mean/var)"
+        )
+    print("\n".join(lines), flush=True)
+    with open(OUT / "batch.txt", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    if args.png:
+        grid = torchvision.utils.make_grid(result.images[::2], nrow=10, padding=1, pad_value=1.0)
+        torchvision.utils.save_image(F.interpolate(grid[None], scale_factor=2)[0], args.png)
+    sys.exit(0)
+
 t0 = time.time()
 if args.mixed_batches:  # the hypothesis: a one-class batch cannot (and should not) match all-class BN statistics
     import numpy as np
