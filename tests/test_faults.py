@@ -226,13 +226,14 @@ def test_input_size_that_does_not_fit_the_teacher_is_explained(tmp_path):
     extra=st.integers(0, 3000),
     batch_size=st.integers(1, 300),
     raw_shares=st.lists(st.integers(0, 10), min_size=1, max_size=4).filter(lambda s: sum(s) > 0),
+    bn_weight=st.sampled_from([0.0, 0.01]),  # with the BatchNorm prior the parts mix classes
 )
-def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_size, raw_shares):
+def test_parts_cover_every_impression_exactly_once(num_classes, extra, batch_size, raw_shares, bn_weight):
     shares = [s / sum(raw_shares) for s in raw_shares]
     config = ImpressionConfig(
         num_impressions=num_classes + extra,
         dirichlet=DirichletConfig(betas=[1.0 / (i + 1) for i in range(len(shares))], beta_shares=shares),
-        synthesis=SynthesisConfig(batch_size=batch_size),
+        synthesis=SynthesisConfig(batch_size=batch_size, bn_weight=bn_weight),
     )
     plans = plan_parts(num_classes, config)
     assert sum(p.count for p in plans) == num_classes + extra

@@ -108,8 +108,8 @@ def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
     """Split the impressions into parts of at most ``batch_size``.
 
     Each part lies within one (class, beta) row, unless ``bn_weight`` is set: the BatchNorm prior matches a batch's
-    statistics to those of the whole training data, so each part then mixes all rows in proportion (interleaved,
-    so every part holds every class once the batch has room for one of each).
+    statistics to those of the whole training data, so the parts then mix all rows in proportion, near-equal in
+    size (interleaved class by class, so every part holds every class once it has room for one of each).
     """
     if config.num_impressions < num_classes:
         raise ValueError(
@@ -130,12 +130,19 @@ def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
             for position, start in enumerate(range(0, n_row, batch)):
                 plans.append(PartPlan(len(plans), ((k, beta, min(batch, n_row - start)),), row, position))
         return plans
-    # every impression placed at the fraction of its row it completes, so rows interleave evenly
-    order = sorted((((j + 0.5) / n_row, r) for r, (_, _, n_row) in enumerate(rows) for j in range(n_row)))
-    for start in range(0, len(order), batch):
+    # every impression placed at the fraction of its row it completes, ties beta by beta, so the rows interleave
+    # evenly and consecutive impressions cycle through the classes
+    betas = list(config.dirichlet.betas)
+    order = sorted(
+        ((j + 0.5) / n_row, betas.index(beta), k, r) for r, (k, beta, n_row) in enumerate(rows) for j in range(n_row)
+    )
+    num_parts = -(-len(order) // batch)
+    start = 0
+    for size in split_counts(len(order), (1.0 / num_parts,) * num_parts):  # near-equal parts, none left tiny
         counts = [0] * len(rows)
-        for _, r in order[start : start + batch]:
+        for *_, r in order[start : start + size]:
             counts[r] += 1
+        start += size
         segments = tuple((rows[r][0], rows[r][1], n) for r, n in enumerate(counts) if n)
         plans.append(PartPlan(len(plans), segments, len(plans), 0))
     return plans

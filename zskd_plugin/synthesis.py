@@ -95,13 +95,13 @@ class SynthesisConfig:
             with BatchNorm layers. The statistics are those of the whole training data, so with it every batch
             (store part) mixes all classes in proportion instead of holding one class.
         bn_first_multiplier: DeepInversion's heavier first layer: the first BatchNorm layer's term is multiplied
-            by this.
+            by this. Only with ``bn_weight`` > 0.
         bn_distance: how a layer's term measures the distance. ``deepinversion``: Eq. 4 as published, the L2 norms
             of the mean and variance differences, summed over layers; its terms grow with a layer's width and
-            activation scale, so deep, wide layers outweigh the first. ``standardized``: each difference in units
-            of the layer's running statistics, ``(mu - mu_run) / sigma_run`` and ``var / var_run - 1``, as
-            root-mean-squares over the channels and averaged over the layers, so every layer counts alike whatever
-            the teacher's depth, width and scale.
+            activation scale, so deep, wide layers outweigh the first. ``standardized``: each difference in the
+            units the layer normalises by, ``(mu - mu_run) / sqrt(var_run + eps)`` and ``var / (var_run + eps) - 1``,
+            as root-mean-squares over the channels and averaged over the layers, so every layer counts alike
+            whatever the teacher's depth, width and scale. Only with ``bn_weight`` > 0.
         jitter: at every step the teacher sees the batch rolled by a random offset of up to this many pixels in
             each direction (DeepInversion's jitter, Yin et al. CVPR 2020, Sec. 3), so the class evidence it
             optimises must hold wherever it sits; 0: off (the paper's).
@@ -146,6 +146,11 @@ class SynthesisConfig:
             raise ValueError(
                 "synthesis early_stop_tol needs bn_weight: 0 (the BatchNorm prior is a statistic of the whole batch, "
                 "so an image cannot leave it early)"
+            )
+        if not self.bn_weight and (self.bn_first_multiplier != 1.0 or self.bn_distance != "deepinversion"):
+            raise ValueError(
+                "synthesis bn_first_multiplier and bn_distance shape the BatchNorm prior, which is off: set bn_weight "
+                "> 0 to use them, or leave them out"
             )
         if self.warm_start and self.bn_weight > 0:
             raise ValueError(
@@ -282,8 +287,9 @@ def _hook_batchnorm_statistics(
     autocast or memory format.
 
     ``deepinversion``: ``||mu(x) - mu_run||_2 + ||var(x) - var_run||_2`` (Yin et al. CVPR 2020, Eq. 4), summed
-    over layers by the caller. ``standardized``: ``rms((mu(x) - mu_run) / sigma_run) + rms(var(x) / var_run - 1)``
-    over the channels, divided by the number of layers so the caller's sum is their mean."""
+    over layers by the caller. ``standardized``: ``rms((mu(x) - mu_run) / sqrt(var_run + eps)) + rms(var(x) /
+    (var_run + eps) - 1)`` over the channels (the units the layer itself normalises by), divided by the number of
+    layers so the caller's sum is their mean."""
     layers = batchnorm_layers(model)
     if not layers:
         raise ValueError(
@@ -296,11 +302,11 @@ def _hook_batchnorm_statistics(
         dims = [d for d in range(x.dim()) if d != 1]  # every axis but the channels
         mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
         run_mean, run_var = module.running_mean.float(), module.running_var.float()
-        if distance == "standardized":
+        if distance == "standardized":  # rms as a norm over sqrt(C): its gradient at an exact match is 0, not NaN
             run_var = run_var + module.eps
-            term = (
-                ((mean - run_mean) / run_var.sqrt()).pow(2).mean().sqrt() + (var / run_var - 1).pow(2).mean().sqrt()
-            ) / len(layers)
+            mean_gap = torch.linalg.vector_norm((mean - run_mean) / run_var.sqrt())
+            var_gap = torch.linalg.vector_norm(var / run_var - 1)
+            term = (mean_gap + var_gap) / (math.sqrt(mean.numel()) * len(layers))
         else:
             term = torch.linalg.vector_norm(mean - run_mean) + torch.linalg.vector_norm(var - run_var)
         terms.append(term * first_multiplier if module is layers[0] else term)
