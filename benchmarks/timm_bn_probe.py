@@ -40,8 +40,8 @@ p.add_argument("--precision", default="bf16", help="synthesis precision (bf16: e
 p.add_argument(
     "--mixed-batches",
     action="store_true",
-    help="synthesise batches that mix all classes (targets drawn as the store draws them) instead of the store's "
-    "one-class parts, outside the store: the BN prior matches statistics of data with every class",
+    help="synthesise batches that mix all classes outside the store (the second round's records; the store itself "
+    "has mixed its parts whenever bn_weight is set since the third round)",
 )
 p.add_argument("--tv", type=float, default=1.0)
 p.add_argument("--l2", type=float, default=0.1)
