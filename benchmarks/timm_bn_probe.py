@@ -207,6 +207,8 @@ if args.stage == "batch":  # one batch of 200 (20 per class, beta 1) with these 
     )
     real = torch.stack([plain_test[i][0] for i in range(200)])
     lines = [f"{' '.join(sys.argv[1:])}: {time.time() - t0:.0f} s"]
+    norms = [f"{layer.running_var.norm():.1f}" for layer in batchnorm_layers(teacher)]
+    lines.append(f"  the teacher's BN layers, |running_var| (what scales Eq. 4's terms): {', '.join(norms)}")
     for name, x, agree in (("real test images", real, None), ("DIs", result.images, result.agreement)):
         g = gaps(x)
         lines.append(
