@@ -132,10 +132,8 @@ def plan_parts(num_classes: int, config: ImpressionConfig) -> list[PartPlan]:
         return plans
     # every impression placed at the fraction of its row it completes, ties beta by beta, so the rows interleave
     # evenly and consecutive impressions cycle through the classes
-    betas = list(config.dirichlet.betas)
-    order = sorted(
-        ((j + 0.5) / n_row, betas.index(beta), k, r) for r, (k, beta, n_row) in enumerate(rows) for j in range(n_row)
-    )
+    tie = [(list(config.dirichlet.betas).index(beta), k) for k, beta, _ in rows]  # once per row, not per impression
+    order = sorted(((j + 0.5) / n_row, *tie[r], r) for r, (_, _, n_row) in enumerate(rows) for j in range(n_row))
     num_parts = -(-len(order) // batch)
     start = 0
     for size in split_counts(len(order), (1.0 / num_parts,) * num_parts):  # near-equal parts, none left tiny
