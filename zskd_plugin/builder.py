@@ -95,7 +95,8 @@ class StoreSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> StoreSettings:
         """From the flat keys a YAML gives (``teacher``, ``num_impressions``, ``store_root``, ``seed``,
-        ``synthesis``, ``dirichlet``, ``num_classes``, ``device``, ``progress``); unknown keys are named."""
+        ``synthesis``, ``dirichlet``, ``targets``, ``num_classes``, ``device``, ``progress``); unknown keys are
+        named."""
         unknown = [k for k in settings if k not in STORE_KEYS]
         if unknown:
             raise TypeError(f"unknown Data Impression store key(s) {unknown}; valid keys: {list(STORE_KEYS)}")
@@ -107,13 +108,14 @@ class StoreSettings:
             seed=settings.get("seed", 0),
             dirichlet=config_from_mapping(DirichletConfig, settings.get("dirichlet"), "dirichlet"),
             synthesis=config_from_mapping(SynthesisConfig, settings.get("synthesis"), "synthesis"),
+            targets=settings.get("targets", "dirichlet"),
         )
         rest = {k: settings[k] for k in ("store_root", "num_classes", "device", "progress") if k in settings}
         return cls(teacher=settings["teacher"], impressions=impressions, **rest)
 
 
-STORE_KEYS = ("teacher", "num_impressions", "store_root", "seed", "synthesis", "dirichlet", "num_classes", "device",
-              "progress")  # fmt: skip
+STORE_KEYS = ("teacher", "num_impressions", "store_root", "seed", "synthesis", "dirichlet", "targets", "num_classes",
+              "device", "progress")  # fmt: skip
 
 
 def make_impression_store(
@@ -232,6 +234,7 @@ def build_impression_dataset(
     dirichlet: Mapping[str, Any] | DirichletConfig | None = None,
     num_classes: int | None = None,
     split: str = "train",
+    targets: str = "dirichlet",
     val_fraction: float = 0.0,
     label_mode: str | None = None,
     transform: Callable[[Tensor], Tensor] | None = None,
@@ -253,6 +256,8 @@ def build_impression_dataset(
         dirichlet: :class:`~zskd_plugin.dirichlet.DirichletConfig` fields.
         num_classes: expected number of classes; checked against the teacher's final layer.
         split: ``train`` (all but the held-out part), ``val`` (the held-out part) or ``all``.
+        targets: ``dirichlet`` (ZSKD's soft targets) or ``one_hot`` (DeepInversion's: each impression's class alone;
+            :class:`~zskd_plugin.impressions.ImpressionConfig`).
         val_fraction: share of the impressions held out for model selection.
         label_mode: ``soft`` or ``argmax``; default ``soft`` for train/all and ``argmax`` for val.
         transform: per-image transform (e.g. the teacher's ``Normalize``; no ``ToTensor``).
@@ -268,7 +273,7 @@ def build_impression_dataset(
     """
     settings = StoreSettings.from_mapping(
         dict(teacher=teacher, num_impressions=num_impressions, store_root=store_root, seed=seed, synthesis=synthesis,
-             dirichlet=dirichlet, num_classes=num_classes, device=device, progress=progress)
+             dirichlet=dirichlet, targets=targets, num_classes=num_classes, device=device, progress=progress)
     )  # fmt: skip
     _check_split(split, val_fraction, label_mode, num_impressions)
     _check_image_fit(image_size, image_fit)

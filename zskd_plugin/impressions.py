@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 from torch import nn
+from torch.nn import functional as F
 
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .progress import ProgressBar
@@ -36,7 +37,7 @@ from .synthesis import (
     synthesize_batch,
 )
 from .teacher import InputConfig, check_logits, teacher_fingerprint
-from .validation import check_int
+from .validation import check_choice, check_int
 
 _logger = logging.getLogger(__name__)
 
@@ -52,16 +53,21 @@ class ImpressionConfig:
         seed: base seed; each part derives its own from it, so the same config and seed give the same store.
         dirichlet: how soft targets are drawn.
         synthesis: how inputs are optimised.
+        targets: ``dirichlet``: the soft targets of ZSKD (Nayak et al. 2019, Sec. 3.2); or ``one_hot``: each Data
+            Impression's target is its class alone, as DeepInversion (Yin et al. CVPR 2020) optimises its inputs
+            (the ``dirichlet`` settings then only split each class's impressions into rows and parts).
     """
 
     num_impressions: int
     seed: int = 0
     dirichlet: DirichletConfig = field(default_factory=DirichletConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    targets: str = "dirichlet"
 
     def __post_init__(self) -> None:
         check_int(self.num_impressions, "num_impressions", least=1)
         check_int(self.seed, "seed", least=0)
+        check_choice(self.targets, "targets", TARGET_MODES)
         if not isinstance(self.dirichlet, DirichletConfig) or not isinstance(self.synthesis, SynthesisConfig):
             raise TypeError("ImpressionConfig takes a DirichletConfig and a SynthesisConfig")
 
@@ -69,6 +75,8 @@ class ImpressionConfig:
         """The settings as plain data for the store key. Synthesis settings added after stores were first keyed
         (the BatchNorm prior) appear only when set, so existing stores keep their keys."""
         settings = dataclasses.asdict(self)
+        if self.targets == "dirichlet":  # keyed only when set, like the options below
+            del settings["targets"]
         for name, off in _KEYED_ONLY_WHEN_SET.items():
             if settings["synthesis"][name] == off:
                 del settings["synthesis"][name]
@@ -76,6 +84,8 @@ class ImpressionConfig:
             settings["parts"] = "mixed classes"
         return settings
 
+
+TARGET_MODES = ("dirichlet", "one_hot")
 
 _KEYED_ONLY_WHEN_SET = {
     "bn_weight": 0.0,
@@ -308,7 +318,7 @@ def _synthesize_missing(
                 continue
             seed = _part_seed(config.seed, plan.index)
             rng = np.random.default_rng(seed)
-            targets = torch.cat([sample_soft_targets(similarity[k], beta, n, rng) for k, beta, n in plan.segments])
+            targets = _part_targets(plan, similarity, config.targets, rng)
             init = None
             if config.synthesis.warm_start and plan.row_position > 0:
                 if previous is None:
@@ -335,6 +345,14 @@ def _synthesize_missing(
             previous = result.images
             bar.set_postfix(loss=f"{result.losses.mean().item():.3f}", agree=f"{result.agreement.float().mean():.0%}")
             bar.update(plan.count)
+
+
+def _part_targets(plan: PartPlan, similarity: torch.Tensor, mode: str, rng: np.random.Generator) -> torch.Tensor:
+    """A part's (count, K) targets: Dirichlet samples around each segment's class row, or its class one-hot."""
+    if mode == "one_hot":
+        classes = torch.cat([torch.full((n,), k) for k, _, n in plan.segments])
+        return F.one_hot(classes, similarity.shape[0]).to(torch.float32)
+    return torch.cat([sample_soft_targets(similarity[k], beta, n, rng) for k, beta, n in plan.segments])
 
 
 def _part_info(plan: PartPlan) -> dict[str, Any]:
