@@ -14,11 +14,12 @@ import torch
 from yaml_util import load_raw
 
 from zskd_plugin.app import benchmark
+from zskd_plugin.app.benchmark import derive as bench_derive
 from zskd_plugin.app.benchmark import plan as bench_plan
 from zskd_plugin.app.benchmark import report as bench_report
 from zskd_plugin.app.benchmark import run as bench_run
 from zskd_plugin.app.runner import PipelineResult
-from zskd_plugin.app.yaml_tree import dump_config, load_config_tree
+from zskd_plugin.app.yaml_tree import dump_config, find_calls, load_config_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,6 +55,52 @@ def test_plan_has_every_row_of_the_table_with_seeds():
         assert sorted(p.seed for p in plans if p.row == row) == [0, 1, 2]
     assert sorted(p.num_impressions for p in plans if p.row == "zskd-sweep") == [600, 3000, 12000]  # 24,000: ours
     assert {p.num_impressions for p in plans if p.row == "zskd-release"} == {24000}
+
+
+@pytest.mark.parametrize(("suite", "flip"), [("fashion-mnist-timm", True), ("mnist-timm", False)])
+def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_deepinversion(
+    tmp_path: Path, suite: str, flip: bool
+):
+    suite_, scale = benchmark.SUITES[suite], benchmark.suite_scale(benchmark.SUITES[suite], benchmark.SCALES["quick"])
+    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, 108_000, 3)  # resnet10t's quick size
+    assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
+    plans = benchmark.plan_rows(suite_, scale, REPO)
+    assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
+    per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise"]
+    assert [p.row for p in plans[3:]] == per_seed * 3 and [p.seed for p in plans[3:]] == [0] * 4 + [1] * 4 + [2] * 4
+    budget = bench_plan.shared_budget(plans, scale)
+    impressions = {}
+    for plan in plans[:7]:
+        config = bench_run.row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
+        config.write()
+        tree = load_config_tree(config.path)
+        assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(108_000 / (
+            1800 if plan.row in per_seed else 55000)))  # fmt: skip
+        found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
+        if found:
+            assert {kw["num_impressions"] for kw in found} == {2000}
+            impressions[plan.row] = found[0]
+    synthesis = {row: kw["synthesis"] for row, kw in impressions.items()}
+    prior = {"bn_weight": 1.0, "bn_distance": "standardized", "bn_first_multiplier": 20.0}
+    assert synthesis["zskd-bn"].items() >= prior.items()  # the shipped config as it is
+    assert not set(prior) & set(synthesis["zskd-ours"])  # today's objective: the same config without the prior
+    assert {k: v for k, v in synthesis["zskd-ours"].items()} == {
+        k: v for k, v in synthesis["zskd-bn"].items() if k not in prior
+    }
+    deepinversion = synthesis["deepinversion"]
+    assert impressions["deepinversion"]["targets"] == "one_hot" and "targets" not in impressions["zskd-bn"]
+    assert (deepinversion["temperature"], deepinversion["bn_weight"], deepinversion["bn_distance"]) == (
+        1.0, 10.0, "deepinversion")  # fmt: skip
+    assert "bn_first_multiplier" not in deepinversion and deepinversion["flip"] is flip
+    for key in ("num_iters", "batch_size", "lr_schedule"):  # the engine's budget is the ZSKD rows'
+        assert deepinversion[key] == synthesis["zskd-bn"][key]
+
+
+def test_the_prior_row_needs_a_template_with_the_prior():
+    edit = bench_derive.zskd_edit(20, 0, {}, None, require=("bn_weight",))
+    tree = load_config_tree(REPO / "yaml_configs/mnist/zskd-lenet5_half_from_lenet5.yaml")
+    with pytest.raises(ValueError, match=r"lack \['bn_weight'\], which this row measures"):
+        edit(tree)
 
 
 def test_cifar10_suite_plans_the_real_data_kd_rows_with_the_zskd_optimiser(tmp_path: Path):

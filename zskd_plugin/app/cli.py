@@ -54,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "benchmark",
         parents=[common],
-        help="run the paper's table (teacher, real-data KD methods, ZSKD, noise, DI sweep)",
+        help="run the paper's table (teacher, real-data KD methods, ZSKD, noise, DI sweep), or a timm BatchNorm "
+        "teacher's (teacher, KD, ZSKD without and with the BN prior, DeepInversion, noise)",
     )
-    bench.add_argument("--suite", required=True, choices=["mnist", "fashion-mnist", "cifar10"])
+    bench.add_argument(
+        "--suite", required=True, choices=["mnist", "fashion-mnist", "mnist-timm", "fashion-mnist-timm", "cifar10"]
+    )
     bench.add_argument(
         "--scale",
         default="quick",

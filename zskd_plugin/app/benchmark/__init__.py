@@ -1,4 +1,5 @@
-"""``zskd benchmark``: the paper's table (Nayak et al., ICML 2019, Table 1 and Fig. 3) on one data set.
+"""``zskd benchmark``: the paper's table (Nayak et al., ICML 2019, Table 1 and Fig. 3) on one data set, or the table
+of a timm BatchNorm teacher (ZSKD without and with the BatchNorm prior, beside DeepInversion's recipe).
 
 Every row is a torchdistill pipeline derived from a shipped config in ``yaml_configs/<suite>/`` with the row's
 settings (epochs, Data Impression count, synthesis and augmentation, seed) written into a config file of its own,
@@ -18,6 +19,6 @@ from __future__ import annotations
 
 from .plan import RowPlan, plan_rows
 from .run import run_suite
-from .suites import SCALES, SUITES, Scale, Suite
+from .suites import SCALES, SUITES, Scale, Suite, suite_scale
 
-__all__ = ["SCALES", "SUITES", "RowPlan", "Scale", "Suite", "plan_rows", "run_suite"]
+__all__ = ["SCALES", "SUITES", "RowPlan", "Scale", "Suite", "plan_rows", "run_suite", "suite_scale"]

@@ -82,17 +82,27 @@ def zskd_edit(
     synthesis: dict[str, Any],
     augment: dict[str, float] | None,
     replace_synthesis: bool = False,
+    drop: tuple[str, ...] = (),
+    require: tuple[str, ...] = (),
+    targets: str | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Set the DI count and seed; ``synthesis`` replaces the config's settings (``replace_synthesis``) or updates
-    them; ``augment`` replaces the ImpressionAugment settings (None keeps the config's). The synthesis device is set
-    by ``row_config``."""
+    them after the ``drop`` keys are removed; ``augment`` replaces the ImpressionAugment settings (None keeps the
+    config's); ``targets`` sets the target mode (None keeps the config's). The ``require`` keys must be in the
+    config's synthesis settings (a row that measures them). The synthesis device is set by ``row_config``."""
 
     def edit(tree: dict[str, Any]) -> None:
         found = impression_kwargs(tree)
-        base = {} if replace_synthesis else dict(found[0].get("synthesis") or {})
+        own = dict(found[0].get("synthesis") or {})
+        missing = [key for key in require if key not in own]
+        if missing:
+            raise ValueError(f"the ZSKD template's synthesis settings lack {missing}, which this row measures")
+        base = {} if replace_synthesis else {k: v for k, v in own.items() if k not in drop}
         shared = {**base, **synthesis}  # one object for train and val, so they stay one store
         for kwargs in found:
             kwargs.update(num_impressions=num_impressions, seed=seed, synthesis=shared)
+            if targets is not None:
+                kwargs["targets"] = targets
         set_augment(tree, augment)
 
     return edit

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..yaml_tree import load_config_tree
 from .derive import subset_edit, train_size, zskd_edit
-from .suites import PAPER_AUGMENT, RELEASE_SYNTHESIS, Scale, Suite
+from .suites import BN_PRIOR_KEYS, DEEPINVERSION_SYNTHESIS, PAPER_AUGMENT, RELEASE_SYNTHESIS, Scale, Suite
 
 __all__ = ["Budget", "RowPlan", "plan_rows", "shared_budget"]
 
@@ -52,17 +52,31 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     release_aug = dict(PAPER_AUGMENT, hflip=0.5) if suite.flip else PAPER_AUGMENT
     ours_syn = {} if scale.ours_iters is None else {"num_iters": scale.ours_iters}
     noise_syn = {"num_iters": 0}
+    # DeepInversion through our engine: its targets, BN prior and jitter (and flips where the suite flips); the
+    # step count, batch, schedule and speed settings stay the ZSKD config's, so only the objective differs
+    deepinversion_syn = dict(DEEPINVERSION_SYNTHESIS, flip=suite.flip, **ours_syn)
+    per_seed = {
+        "zskd-release": lambda seed: RowPlan(
+            "zskd-release", f"ZSKD, the release's CIFAR-10 synthesis recipe, {n_release} DIs", zskd, seed,
+            zskd_edit(n_release, seed, release_syn, release_aug, replace_synthesis=True), n_release),
+        "zskd-ours": lambda seed: RowPlan(
+            "zskd-ours", f"ZSKD, our settings{', no BN prior' if 'zskd-bn' in suite.seed_rows else ''}, {n_zskd} DIs",
+            zskd, seed, zskd_edit(n_zskd, seed, ours_syn, None, drop=BN_PRIOR_KEYS), n_zskd),
+        "zskd-bn": lambda seed: RowPlan(
+            "zskd-bn", f"ZSKD, our settings with the BatchNorm prior, {n_zskd} DIs", zskd, seed,
+            zskd_edit(n_zskd, seed, ours_syn, None, require=BN_PRIOR_KEYS[:1]), n_zskd),
+        "deepinversion": lambda seed: RowPlan(
+            "deepinversion", f"DeepInversion's targets and priors (no Dirichlet), {n_zskd} DIs", zskd, seed,
+            zskd_edit(n_zskd, seed, deepinversion_syn, None, drop=BN_PRIOR_KEYS + ("tv_weight", "l2_weight"),
+                      targets="one_hot"), n_zskd),
+        "noise": lambda seed: RowPlan(
+            "noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
+            zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
+    }  # fmt: skip
     for seed in range(scale.seeds):
-        rows += [
-            RowPlan("zskd-release", f"ZSKD, the release's CIFAR-10 synthesis recipe, {n_release} DIs", zskd, seed,
-                    zskd_edit(n_release, seed, release_syn, release_aug, replace_synthesis=True), n_release),
-            RowPlan("zskd-ours", f"ZSKD, our settings, {n_zskd} DIs", zskd, seed,
-                    zskd_edit(n_zskd, seed, ours_syn, None), n_zskd),
-            RowPlan("noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
-                    zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
-        ]  # fmt: skip
+        rows += [per_seed[row](seed) for row in suite.seed_rows]
     swept = {n_zskd}  # the full-size point is the zskd-ours row
-    for fraction in scale.sweep_fractions:
+    for fraction in scale.sweep_fractions if suite.sweep else ():
         n = max(int(round(fraction * suite.real_train_size)), 20)
         if n not in swept:  # two fractions that round to one count are one point
             swept.add(n)

@@ -22,7 +22,7 @@ from ..yaml_tree import find_calls, load_config_tree, render_config
 from .derive import IMPRESSION_BUILDER, redirect_teacher, set_dst, set_epochs, set_shared_training, train_size
 from .plan import Budget, RowPlan, plan_rows, shared_budget
 from .report import build_report, markdown, plot
-from .suites import SCALES, SUITES, Scale
+from .suites import SCALES, SUITES, Scale, suite_scale
 
 _logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def run_suite(
     """Run (or resume) every row of a suite and write ``<out_root>/<suite>[-<scale>].json``, ``.md`` and ``.png``.
 
     Args:
-        suite_name: ``mnist`` or ``fashion-mnist``.
+        suite_name: ``mnist``, ``fashion-mnist``, ``mnist-timm``, ``fashion-mnist-timm`` (or ``cifar10``).
         scale_name: ``paper``, ``quick`` (CPU-sized, the default) or ``tiny`` (the test's).
         out_root: results folder; row configs and per-row results go to ``<out_root>/<suite>[-<scale>]/``.
         device: torch device of training; other than ``cpu``, also of synthesis (written into each row's config and
@@ -111,7 +111,8 @@ def run_suite(
         raise ValueError(f"unknown suite {suite_name!r}; choose one of {sorted(SUITES)}")
     if scale_name not in SCALES:
         raise ValueError(f"unknown scale {scale_name!r}; choose one of {sorted(SCALES)}")
-    suite, scale = SUITES[suite_name], SCALES[scale_name]
+    suite = SUITES[suite_name]
+    scale = suite_scale(suite, SCALES[scale_name])
     if not (Path(configs_root) / suite.config_dir).is_dir():
         raise FileNotFoundError(
             f"no {suite.config_dir}/ under {str(configs_root)!r}: the benchmark derives its rows from the repository's "

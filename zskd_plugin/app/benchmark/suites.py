@@ -3,9 +3,22 @@ with the two fixed recipes its rows apply: the release's synthesis settings and 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["ENGINE", "PAPER_AUGMENT", "RELEASE_SYNTHESIS", "SCALES", "SUITES", "Scale", "Suite"]
+__all__ = [
+    "BN_PRIOR_KEYS",
+    "DEEPINVERSION_SYNTHESIS",
+    "ENGINE",
+    "PAPER_AUGMENT",
+    "RELEASE_SYNTHESIS",
+    "SCALES",
+    "SUITES",
+    "Scale",
+    "Suite",
+    "suite_scale",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,18 @@ class Suite:
     real_train_size: int  # the real training set's size, for the DI-count sweep's fractions
     paper_impressions: int
     paper: dict[str, float] = field(default_factory=dict)
-    flip: bool = True  # the release-recipe row flips images horizontally (not for digits)
+    flip: bool = True  # the release-recipe and DeepInversion rows flip images horizontally (not for digits)
+    # the rows run once per seed: zskd-release, zskd-ours, noise (the paper's suites); zskd-bn and deepinversion for
+    # a BatchNorm teacher, whose ZSKD config carries the BN prior (zskd-ours runs it without)
+    seed_rows: tuple[str, ...] = ("zskd-release", "zskd-ours", "noise")
+    sweep: bool = True  # the DI-count sweep of the scale's fractions
+    scale_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per scale name: Scale fields
+
+
+def suite_scale(suite: Suite, scale: Scale) -> Scale:
+    """The scale as this suite runs it: a suite whose teacher costs far more than LeNet-5 shrinks some scales."""
+    overrides = suite.scale_overrides.get(scale.name)
+    return dataclasses.replace(scale, **overrides) if overrides else scale
 
 
 _LENET_METHODS = (
@@ -62,6 +86,12 @@ _LENET_METHODS = (
     ("dist", "DIST (Huang et al.) + cross-entropy on real data", "dist-lenet5_half_from_lenet5.yaml"),
     ("at", "attention transfer + KD on real data", "at-lenet5_half_from_lenet5.yaml"),
 )
+
+_TIMM_METHODS = (("kd", "KD (Hinton et al.) on real data", "kd-lenet5_half_from_resnet10t_{}.yaml"),)
+_TIMM_ROWS = ("zskd-ours", "zskd-bn", "deepinversion", "noise")
+# resnet10t's forward and backward cost ~60x LeNet-5's on a CPU: 2,000 DIs per row and 60 of their epochs (108,000
+# images per student row) instead of the paper's counts, as the timm probe measured (results/README.md)
+_TIMM_QUICK = {"quick": {"zskd_impressions": 2000, "images": 108_000}}
 
 _ALEXNET_METHODS = tuple(
     (row, label, config.replace("lenet5_half_from_lenet5", "alexnet_cifar_half_from_alexnet_cifar"))
@@ -78,6 +108,18 @@ SUITES: dict[str, Suite] = {
         "fashion-mnist", "yaml_configs/fashion_mnist", "ce-lenet5.yaml", "lenet5_half",
         "zskd-lenet5_half_from_lenet5.yaml", _LENET_METHODS, 60000, 48000,
         {"teacher": 90.84, "student-ce": 89.43, "kd": 89.66, "zskd-release": 79.62},
+    ),
+    "fashion-mnist-timm": Suite(
+        "fashion-mnist-timm", "yaml_configs/timm", "ce-resnet10t_fashion_mnist.yaml", "lenet5_half",
+        "zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml",
+        tuple((r, label, c.format("fashion_mnist")) for r, label, c in _TIMM_METHODS), 60000, 48000,
+        seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_QUICK,
+    ),
+    "mnist-timm": Suite(
+        "mnist-timm", "yaml_configs/timm", "ce-resnet10t_mnist.yaml", "lenet5_half",
+        "zskd-lenet5_half_from_resnet10t_mnist.yaml",
+        tuple((r, label, c.format("mnist")) for r, label, c in _TIMM_METHODS), 60000, 24000,
+        flip=False, seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_QUICK,
     ),
     "cifar10": Suite(  # needs CIFAR-10 (torchvision download) and, in practice, a GPU
         "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml", "alexnet_cifar_half",
@@ -96,5 +138,13 @@ RELEASE_SYNTHESIS = {"lr": 0.001, "batch_size": 100, "temperature": 20.0, "minma
 RELEASE_SYNTHESIS.update(ENGINE)
 # Ours is the shipped ZSKD config itself (its synthesis, image priors and augmentation); the rows only set the DI
 # count and the seed.
+# The BatchNorm prior's keys: the zskd-ours row runs a ZSKD config without them (the zskd-bn row keeps them).
+BN_PRIOR_KEYS = ("bn_weight", "bn_distance", "bn_first_multiplier")
+# DeepInversion's own recipe (Yin et al. CVPR 2020; the CIFAR-10 settings its authors publish: Adam lr 0.05, BN
+# prior weight 10 on Eq. 4 as written, jitter of 2 pixels, flips, cross-entropy against one-hot class targets at
+# temperature 1). Run through our engine at the ZSKD rows' step count, batch size and schedule; its total-variation
+# term (weight 2.5e-5 on an L2 norm over the whole batch) has no counterpart in our per-image R_TV and is left out.
+DEEPINVERSION_SYNTHESIS = {"lr": 0.05, "temperature": 1.0, "bn_weight": 10.0, "bn_distance": "deepinversion",
+                           "jitter": 2}  # fmt: skip
 # The paper augments the transfer set with scaling, translation, rotation and flipping; ours adds blur and contrast.
 PAPER_AUGMENT = {"degrees": 15, "translate": 0.1, "scale": 0.1}
