@@ -74,6 +74,9 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
         config = bench_run.row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
         config.write()
         tree = load_config_tree(config.path)
+        if plan.row == "student-ce":  # the student as the ZSKD config builds it, none of the timm teacher's kwargs
+            assert tree["models"]["model"]["key"] == "lenet5_half"
+            assert tree["models"]["model"]["kwargs"] == {"num_classes": 10}
         assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(108_000 / (
             1800 if plan.row in per_seed else 55000)))  # fmt: skip
         found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
