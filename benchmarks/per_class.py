@@ -7,6 +7,11 @@ the row wrote (its ``dst_ckpt``: for student rows the epoch chosen on the held-o
 ``best-val`` column reports) and the teacher its config names, and evaluates both on the config's test set. Only the
 test set is built, so nothing is synthesised or trained. Prints one column per row (the teacher first): accuracy per
 class, overall (``all``), and ``agreement``: the share of test images on which the model's class is the teacher's.
+
+``--impressions`` adds, for each row trained on Data Impressions, the same agreement on its own training DIs (without
+the training augmentation) and on its held-out DIs: a student that agrees with its teacher on few of the very images
+it was trained on is under-fitted, one that agrees on its DIs but not on real images meets a gap between the two.
+This builds the rows' DI datasets from their stores (synthesising a store that is not on disk).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch.utils.data import DataLoader
 from zskd_plugin.app.benchmark.run import read_row
 from zskd_plugin.app.runner import load_config, load_model
 from zskd_plugin.app.yaml_tree import dump_config, load_config_tree
+from zskd_plugin.dataset import DataImpressionDataset
 from zskd_plugin.teacher import load_checkpoint_state, state_dict_sha256
 
 
@@ -58,10 +64,26 @@ def _predict(model: torch.nn.Module, batches: list[tuple[Tensor, Tensor]]) -> Te
         return torch.cat([model(images).argmax(dim=1) for images, _ in batches])
 
 
+def _impression_batches(results: Path, row: str) -> dict[str, list[tuple[Tensor, Tensor]]]:
+    """The row's training DIs (as stored, with the held-out split's per-image transform, not the training
+    augmentation) and its held-out DIs, batched; empty if the row does not train on DIs."""
+    datasets = load_config(results / "configs" / f"{row}.yaml")["datasets"]
+    found = [d for d in datasets.values() if isinstance(d, DataImpressionDataset)]
+    held_out = [d for d in found if d.batch_transform is None]
+    train = [d for d in found if d.batch_transform is not None]
+    if not (held_out and train):
+        return {}
+    normalize = held_out[0].transform or (lambda x: x)
+    plain = DataImpressionDataset(train[0].images, train[0].targets, normalize, label_mode="argmax")
+    splits = {"train DIs": plain, "held-out DIs": held_out[0]}
+    return {name: list(DataLoader(d, batch_size=1000)) for name, d in splits.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a benchmark's results folder, e.g. results/fashion-mnist-quick")
     parser.add_argument("rows", nargs="+", help="row files under <results>/configs without .yaml, e.g. zskd-ours-seed0")
+    parser.add_argument("--impressions", action="store_true", help="also the agreement on each row's own DIs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -75,7 +97,10 @@ def main() -> None:
     teachers = [p[1] for p in parts if p[1] is not None]
     if not teachers:
         raise SystemExit("none of these rows distils from a teacher; name at least one distillation row")
-    if any(t != teachers[0] for t in teachers):
+    def same_model(t: dict[str, Any]) -> tuple[Any, ...]:  # a DI teacher anchor adds input_size, mean, std
+        return t.get("key"), t.get("kwargs"), t.get("src_ckpt")
+
+    if any(same_model(t) != same_model(teachers[0]) for t in teachers):
         raise SystemExit("these rows distil from different teachers; compare rows of one benchmark run")
     teacher_ckpt = teachers[0].get("src_ckpt")
     if not teacher_ckpt or not Path(teacher_ckpt).is_file():
@@ -94,9 +119,11 @@ def main() -> None:
         config = load_config(dump_config({"datasets": {test_id: test_node}}, Path(tmp) / "test.yaml"))
     batches = list(DataLoader(config["datasets"][test_id], batch_size=1000))  # transformed once for every model
     labels = torch.cat([y for _, y in batches])
-    preds = {"teacher": _predict(load_model(teachers[0]), batches)}
-    for row, (student, *_rest) in zip(args.rows, parts):
-        preds[row] = _predict(load_model(student), batches)
+    teacher = load_model(teachers[0])
+    preds = {"teacher": _predict(teacher, batches)}
+    students = {row: load_model(student) for row, (student, *_rest) in zip(args.rows, parts)}
+    for row, student in students.items():
+        preds[row] = _predict(student, batches)
 
     classes = getattr(config["datasets"][test_id], "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
     width = max(12, *(len(n) for n in preds)) + 2
@@ -109,6 +136,12 @@ def main() -> None:
         print(line(name, [p[labels == c] == c for p in preds.values()], 1))
     print(line("all", [p == labels for p in preds.values()], 2))
     print(line("agreement", [p == preds["teacher"] for p in preds.values()], 2))
+    if args.impressions:
+        for row, student in students.items():
+            for split, di_batches in _impression_batches(args.results, row).items():
+                agree = _predict(student, di_batches) == _predict(teacher, di_batches)
+                share = 100 * agree.float().mean()
+                print(f"{row}: agreement with the teacher on its {split} ({len(agree)}): {share:.2f}")
 
 
 if __name__ == "__main__":
