@@ -95,6 +95,7 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
     assert (deepinversion["temperature"], deepinversion["bn_weight"], deepinversion["bn_distance"]) == (
         1.0, 10.0, "deepinversion")  # fmt: skip
     assert "bn_first_multiplier" not in deepinversion and deepinversion["flip"] is flip
+    assert synthesis["zskd-bn"].get("flip", False) is flip  # a mirrored digit is no digit: the MNIST config never flips
     for key in ("num_iters", "batch_size", "lr_schedule"):  # the engine's budget is the ZSKD rows'
         assert deepinversion[key] == synthesis["zskd-bn"][key]
 
