@@ -97,6 +97,7 @@ def main() -> None:
     teachers = [p[1] for p in parts if p[1] is not None]
     if not teachers:
         raise SystemExit("none of these rows distils from a teacher; name at least one distillation row")
+
     def same_model(t: dict[str, Any]) -> tuple[Any, ...]:  # a DI teacher anchor adds input_size, mean, std
         return t.get("key"), t.get("kwargs"), t.get("src_ckpt")
 
