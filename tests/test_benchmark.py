@@ -342,3 +342,15 @@ def test_a_partly_measured_suite_says_what_is_missing_and_a_broken_row_file_is_n
     Path("results/mnist-tiny/rows/kd-seed0.json").write_text('{"row": "kd", ')  # cut short
     with pytest.raises(ValueError, match=r"kd-seed0\.json is not valid JSON.*delete it"):
         run(["teacher"])
+
+
+def test_a_suite_without_the_sweep_reports_no_count_curve():
+    # a timm suite's zskd-ours row is ZSKD without the BN prior, not a point of a DI-count sweep
+    record = {"row": "zskd-ours", "name": "zskd-ours-seed0", "label": "x", "seed": 0, "num_impressions": 2000,
+              "test_acc_last": 10.0, "test_acc_best_val": 10.0, "epochs": 60, "train_seconds": 1.0,
+              "wall_seconds": 2.0, "command": "zskd train"}  # fmt: skip
+    scale = benchmark.SCALES["quick"]
+    timm = bench_report.build_report(benchmark.SUITES["fashion-mnist-timm"], scale, [record], 108_000, [], [], None)
+    lenet = bench_report.build_report(benchmark.SUITES["fashion-mnist"], scale, [record], 108_000, [], [], None)
+    assert timm["sweep"] == [] and "Data Impression count" not in bench_report.markdown(timm)
+    assert [p["num_impressions"] for p in lenet["sweep"]] == [2000]
