@@ -61,8 +61,7 @@ class Suite:
     name: str
     config_dir: str
     teacher: str  # config file names inside config_dir
-    student_key: str
-    zskd: str
+    zskd: str  # its student_model is the student of every student row
     methods: tuple[tuple[str, str, str], ...]  # (row, label, config) of the real-data KD rows
     real_train_size: int  # the real training set's size, for the DI-count sweep's fractions
     paper_impressions: int
@@ -100,29 +99,29 @@ _ALEXNET_METHODS = tuple(
 
 SUITES: dict[str, Suite] = {
     "mnist": Suite(
-        "mnist", "yaml_configs/mnist", "ce-lenet5.yaml", "lenet5_half", "zskd-lenet5_half_from_lenet5.yaml",
+        "mnist", "yaml_configs/mnist", "ce-lenet5.yaml", "zskd-lenet5_half_from_lenet5.yaml",
         _LENET_METHODS, 60000, 24000, {"teacher": 99.34, "student-ce": 98.92, "kd": 99.25, "zskd-release": 98.77},
         flip=False,
     ),
     "fashion-mnist": Suite(
-        "fashion-mnist", "yaml_configs/fashion_mnist", "ce-lenet5.yaml", "lenet5_half",
+        "fashion-mnist", "yaml_configs/fashion_mnist", "ce-lenet5.yaml",
         "zskd-lenet5_half_from_lenet5.yaml", _LENET_METHODS, 60000, 48000,
         {"teacher": 90.84, "student-ce": 89.43, "kd": 89.66, "zskd-release": 79.62},
     ),
     "fashion-mnist-timm": Suite(
-        "fashion-mnist-timm", "yaml_configs/timm", "ce-resnet10t_fashion_mnist.yaml", "lenet5_half",
+        "fashion-mnist-timm", "yaml_configs/timm", "ce-resnet10t_fashion_mnist.yaml",
         "zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml",
         tuple((r, label, c.format("fashion_mnist")) for r, label, c in _TIMM_METHODS), 60000, 48000,
         seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_QUICK,
     ),
     "mnist-timm": Suite(
-        "mnist-timm", "yaml_configs/timm", "ce-resnet10t_mnist.yaml", "lenet5_half",
+        "mnist-timm", "yaml_configs/timm", "ce-resnet10t_mnist.yaml",
         "zskd-lenet5_half_from_resnet10t_mnist.yaml",
         tuple((r, label, c.format("mnist")) for r, label, c in _TIMM_METHODS), 60000, 24000,
         flip=False, seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_QUICK,
     ),
     "cifar10": Suite(  # needs CIFAR-10 (torchvision download) and, in practice, a GPU
-        "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml", "alexnet_cifar_half",
+        "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml",
         "zskd-alexnet_cifar_half_from_alexnet_cifar.yaml", _ALEXNET_METHODS, 50000, 40000,
         {"teacher": 83.03, "student-ce": 80.04, "kd": 80.08, "zskd-release": 69.56},
     ),
