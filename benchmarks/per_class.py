@@ -69,8 +69,9 @@ def _impression_batches(results: Path, row: str) -> dict[str, list[tuple[Tensor,
     augmentation) and its held-out DIs, batched; empty if the row does not train on DIs."""
     datasets = load_config(results / "configs" / f"{row}.yaml")["datasets"]
     found = [d for d in datasets.values() if isinstance(d, DataImpressionDataset)]
-    held_out = [d for d in found if d.batch_transform is None]
-    train = [d for d in found if d.batch_transform is not None]
+    # the shipped configs train on soft labels and hold out with argmax labels (the builder's defaults per split)
+    held_out = [d for d in found if d.label_mode == "argmax"]
+    train = [d for d in found if d.label_mode == "soft"]
     if not (held_out and train):
         return {}
     normalize = held_out[0].transform or (lambda x: x)

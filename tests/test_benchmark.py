@@ -205,6 +205,11 @@ def test_tiny_mnist_suite_writes_the_table_and_resumes(tmp_path: Path, monkeypat
     best_val = {(r["row"], r["seed"]): r["test_acc_best_val"] for r in report["runs"]}
     assert overall == pytest.approx([best_val["teacher", 0], best_val["kd", 0], best_val["zskd-ours", 1]], abs=0.006)
     assert lines[-1].split()[:2] == ["agreement", "100.00"]  # the teacher agrees with itself
+    # --impressions: the DI row's agreement on its training DIs and its held-out ones; a real-data row has none
+    extra = _per_class("results/mnist-tiny", "kd-seed0", "zskd-ours-seed1", "--impressions")[len(lines) :]
+    assert [e.split(":")[0] for e in extra] == ["zskd-ours-seed1"] * 2
+    assert "train DIs" in extra[0] and "held-out DIs" in extra[1]
+    assert all(0 <= float(e.rsplit(":", 1)[1]) <= 100 for e in extra)
 
     # a checkpoint that is not on disk (a fresh clone): the message gives the row's own command to write it
     kd_ckpt = Path("resource/ckpt/benchmark/mnist-tiny/kd-seed0.pt")
