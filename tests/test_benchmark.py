@@ -19,7 +19,7 @@ from zskd_plugin.app.benchmark import plan as bench_plan
 from zskd_plugin.app.benchmark import report as bench_report
 from zskd_plugin.app.benchmark import run as bench_run
 from zskd_plugin.app.runner import PipelineResult
-from zskd_plugin.app.yaml_tree import dump_config, find_calls, load_config_tree
+from zskd_plugin.app.yaml_tree import dump_config, find_calls, load_config_tree, render_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,11 +66,11 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
     assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
     plans = benchmark.plan_rows(suite_, scale, REPO)
     assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
-    per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise"]
-    assert [p.row for p in plans[3:]] == per_seed * 3 and [p.seed for p in plans[3:]] == [0] * 4 + [1] * 4 + [2] * 4
+    per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control"]
+    assert [p.row for p in plans[3:]] == per_seed * 3 and [p.seed for p in plans[3:]] == [0] * 5 + [1] * 5 + [2] * 5
     budget = bench_plan.shared_budget(plans, scale)
     impressions = {}
-    for plan in plans[:7]:
+    for plan in plans[:8]:
         config = bench_run.row_config(plan, scale, tmp_path, "zskd train", ("a.pt", "b.pt"), budget)
         config.write()
         tree = load_config_tree(config.path)
@@ -83,6 +83,14 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
         if found:
             assert {kw["num_impressions"] for kw in found} == {2000}
             impressions[plan.row] = found[0]
+        if plan.row == "real-control":  # the zskd-bn row with its training DIs swapped for real images
+            (real,) = [c["init"]["kwargs"] for c in find_calls(tree, "transfer.real_transfer_set")]
+            assert real["num_images"] == 1800 and real["seed"] == 0 and real["num_classes"] == 10
+            assert real["dataset"].value["init"]["kwargs"]["train"] is True
+            assert [kw["split"] for kw in found] == ["val"]  # the held-out DIs stay, from the zskd-bn row's store
+            assert found[0]["synthesis"] == impressions["zskd-bn"]["synthesis"]
+            zskd_bn = load_config_tree(tmp_path / "configs" / "zskd-bn-seed0.yaml")
+            assert render_config({"train": tree["train"]}) == render_config({"train": zskd_bn["train"]})
     synthesis = {row: kw["synthesis"] for row, kw in impressions.items()}
     prior = {"bn_weight": 1.0, "bn_distance": "standardized", "bn_first_multiplier": 20.0}
     assert synthesis["zskd-bn"].items() >= prior.items()  # the shipped config as it is
@@ -359,3 +367,37 @@ def test_a_suite_without_the_sweep_reports_no_count_curve():
     lenet = bench_report.build_report(benchmark.SUITES["fashion-mnist"], scale, [record], 108_000, [], [], None)
     assert timm["sweep"] == [] and "Data Impression count" not in bench_report.markdown(timm)
     assert [p["num_impressions"] for p in lenet["sweep"]] == [2000]
+
+
+def test_the_real_image_control_takes_a_seeded_choice_of_images_without_their_labels():
+    from torch.utils.data import TensorDataset
+
+    from zskd_plugin.app.benchmark.transfer import real_transfer_set
+
+    images = torch.rand(50, 1, 4, 4)
+    data = TensorDataset(images, torch.arange(50) % 10)
+    a = real_transfer_set(data, 20, seed=3, num_classes=10, transform=lambda x: x * 2)
+    b = real_transfer_set(data, 20, seed=3, num_classes=10)
+    c = real_transfer_set(data, 20, seed=4, num_classes=10)
+    assert len(a) == 20 and torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert all(any(torch.equal(x, y) for y in images) for x in a.images)  # the data set's own images, unchanged
+    image, target = a[0]
+    assert torch.equal(image, a.images[0] * 2) and torch.allclose(target, torch.full((10,), 0.1))  # no label in it
+    with pytest.raises(ValueError, match=r"num_images must be in \[1, 50\]"):
+        real_transfer_set(data, 51, seed=0, num_classes=10)
+    with pytest.raises(ValueError, match="leave Normalize out"):
+        real_transfer_set(TensorDataset(images - 0.5, torch.zeros(50)), 5, seed=0, num_classes=10)
+
+
+def test_the_control_row_reads_the_test_sets_data_set_in_pixel_space():
+    tree = load_config_tree(REPO / "yaml_configs/timm/zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml")
+    bench_derive.real_transfer_edit(1)(tree)
+    (real,) = [c["init"]["kwargs"] for c in find_calls(tree, "transfer.real_transfer_set")]
+    dataset = real["dataset"].value
+    assert dataset["key"] == "torchvision.datasets.FashionMNIST" and dataset["init"]["kwargs"]["train"] is True
+    steps = [t.value["key"] for t in dataset["init"]["kwargs"]["transform"].value["init"]["kwargs"]["transforms"]]
+    assert steps == ["torchvision.transforms.ToTensor", "torchvision.transforms.Pad"]  # no Normalize
+    test = tree["datasets"]["fashion_mnist/test"].value["init"]["kwargs"]
+    assert test["train"] is False and len(test["transform"].value["init"]["kwargs"]["transforms"]) == 3  # untouched
+    assert real["batch_transform"] is not None and (real["num_images"], real["seed"]) == (5400, 1)
+    assert bench_derive.train_size(tree) == 5400

@@ -9,12 +9,14 @@ from typing import Any
 
 from ...dataset import num_held_out
 from ..config_checks import IMPRESSION_BUILDER
-from ..yaml_tree import find_calls, mappings
+from ..yaml_tree import Tagged, find_calls, mappings
+from .transfer import REAL_TRANSFER
 
 __all__ = [
     "AUGMENT",
     "IMPRESSION_BUILDER",
     "impression_kwargs",
+    "real_transfer_edit",
     "redirect_teacher",
     "set_augment",
     "set_dst",
@@ -55,6 +57,9 @@ def train_size(tree: dict[str, Any]) -> int:
     if train:  # the split the dataset makes
         n = int(train[0]["num_impressions"])
         return n - num_held_out(n, float(train[0].get("val_fraction", 0.0)))
+    real = list(find_calls(tree, REAL_TRANSFER))
+    if real:
+        return int(real[0]["init"]["kwargs"]["num_images"])
     splits = list(find_calls(tree, "split_dataset"))
     if splits:
         return int(splits[0]["init"]["kwargs"]["lengths"][0])
@@ -127,3 +132,40 @@ def redirect_teacher(tree: dict[str, Any], old: str, new: str) -> None:
         for key in ("src_ckpt", "dst_ckpt"):
             if node.get(key) == old:
                 node[key] = new
+
+
+def _without_normalize(transform: Any) -> Any:
+    """A test set's transform (``Compose`` of calls) less its ``Normalize``: the DIs' pixel space."""
+    steps = transform.value["init"]["kwargs"]["transforms"] if isinstance(transform, Tagged) else None
+    if not isinstance(steps, list):
+        raise ValueError("the real-image control needs the test set's transform as a Compose of transforms")
+    kept = [t for t in steps if not (isinstance(t, Tagged) and str(t.value.get("key", "")).endswith("Normalize"))]
+    out = copy.deepcopy(transform)
+    out.value["init"]["kwargs"]["transforms"] = copy.deepcopy(kept)
+    return out
+
+
+def real_transfer_edit(seed: int) -> Callable[[dict[str, Any]], None]:
+    """Swap a ZSKD row's training DIs for as many real training images, unlabelled, from the data set its test set
+    comes from (the control row); augmentation, loss, optimiser and the held-out DIs stay the row's."""
+
+    def edit(tree: dict[str, Any]) -> None:
+        n = train_size(tree)
+        found = find_calls(tree, IMPRESSION_BUILDER)
+        calls = [c for c in found if c["init"]["kwargs"].get("split", "train") == "train"]
+        if len(calls) != 1:
+            raise ValueError(f"the real-image control needs one training DI dataset (split 'train'), not {len(calls)}")
+        di = calls[0]["init"]["kwargs"]
+        num_classes = di.get("num_classes") or (di["teacher"].get("kwargs") or {}).get("num_classes")
+        if not num_classes:
+            raise ValueError("the real-image control needs num_classes in the DI dataset's or its teacher's kwargs")
+        test = tree["datasets"][tree["test"]["test_data_loader"]["dataset_id"]]
+        real = copy.deepcopy(test)
+        real.value["init"]["kwargs"]["train"] = True
+        real.value["init"]["kwargs"]["transform"] = _without_normalize(test.value["init"]["kwargs"]["transform"])
+        kwargs = {"dataset": real, "num_images": n, "seed": seed, "num_classes": int(num_classes)}
+        kwargs.update({k: di[k] for k in ("transform", "batch_transform") if di.get(k) is not None})
+        calls[0]["key"] = REAL_TRANSFER
+        calls[0]["init"] = {"kwargs": kwargs}
+
+    return edit

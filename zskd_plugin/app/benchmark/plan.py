@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..yaml_tree import load_config_tree
-from .derive import subset_edit, train_size, zskd_edit
+from .derive import real_transfer_edit, subset_edit, train_size, zskd_edit
 from .suites import BN_PRIOR_KEYS, DEEPINVERSION_SYNTHESIS, PAPER_AUGMENT, RELEASE_SYNTHESIS, Scale, Suite
 
 __all__ = ["Budget", "RowPlan", "plan_rows", "shared_budget"]
@@ -62,12 +62,24 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     # DeepInversion through our engine: its targets, BN prior and jitter (and flips where the suite flips); the
     # step count, batch, schedule and speed settings stay the ZSKD config's, so only the objective differs
     deepinversion_syn = dict(DEEPINVERSION_SYNTHESIS, flip=suite.flip, **ours_syn)
+    bn_rows = "zskd-bn" in suite.seed_rows
+
+    def real_control(seed: int) -> Callable[[dict[str, Any]], None]:
+        as_shipped = zskd_edit(n_zskd, seed, ours_syn, None)  # the zskd-bn row (zskd-ours where no row has the prior)
+        swap = real_transfer_edit(seed)
+
+        def edit(tree: dict[str, Any]) -> None:
+            as_shipped(tree)
+            swap(tree)
+
+        return edit
+
     per_seed = {
         "zskd-release": lambda seed: RowPlan(
             "zskd-release", f"ZSKD, the release's CIFAR-10 synthesis recipe, {n_release} DIs", zskd, seed,
             zskd_edit(n_release, seed, release_syn, release_aug, replace_synthesis=True), n_release),
         "zskd-ours": lambda seed: RowPlan(
-            "zskd-ours", f"ZSKD, our settings{', no BN prior' if 'zskd-bn' in suite.seed_rows else ''}, {n_zskd} DIs",
+            "zskd-ours", f"ZSKD, our settings{', no BN prior' if bn_rows else ''}, {n_zskd} DIs",
             zskd, seed, zskd_edit(n_zskd, seed, ours_syn, None, drop=BN_PRIOR_KEYS), n_zskd),
         "zskd-bn": lambda seed: RowPlan(
             "zskd-bn", f"ZSKD, our settings with the BatchNorm prior, {n_zskd} DIs", zskd, seed,
@@ -76,6 +88,9 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
             "deepinversion", f"DeepInversion's targets and priors (no Dirichlet), {n_zskd} DIs", zskd, seed,
             zskd_edit(n_zskd, seed, deepinversion_syn, None, drop=BN_PRIOR_KEYS + ("tv_weight", "l2_weight"),
                       targets="one_hot"), n_zskd),
+        "real-control": lambda seed: RowPlan(
+            "real-control", f"the same distillation on as many real training images as the "
+            f"{'zskd-bn' if bn_rows else 'zskd-ours'} row's DIs, without labels", zskd, seed, real_control(seed)),
         "noise": lambda seed: RowPlan(
             "noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
             zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),

@@ -87,7 +87,8 @@ _LENET_METHODS = (
 )
 
 _TIMM_METHODS = (("kd", "KD (Hinton et al.) on real data", "kd-lenet5_half_from_resnet10t_{}.yaml"),)
-_TIMM_ROWS = ("zskd-ours", "zskd-bn", "deepinversion", "noise")
+# real-control: the zskd-bn row's pipeline on as many real images (unlabelled), what the DIs lack beside their number
+_TIMM_ROWS = ("zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control")
 # resnet10t's forward and backward cost ~60x LeNet-5's on a CPU: 2,000 DIs per row and 60 of their epochs (108,000
 # images per student row) instead of the paper's counts, as the timm probe measured (results/README.md)
 _TIMM_QUICK = {"quick": {"zskd_impressions": 2000, "images": 108_000}}
