@@ -401,3 +401,9 @@ def test_the_control_row_reads_the_test_sets_data_set_in_pixel_space():
     assert test["train"] is False and len(test["transform"].value["init"]["kwargs"]["transforms"]) == 3  # untouched
     assert real["batch_transform"] is not None and (real["num_images"], real["seed"]) == (5400, 1)
     assert bench_derive.train_size(tree) == 5400
+
+    # a loss that reads the stored soft targets would read the control's uniform ones: refused
+    tree = load_config_tree(REPO / "yaml_configs/timm/zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml")
+    tree["train"]["criterion"]["kwargs"]["sub_terms"]["zskd"]["criterion"]["kwargs"]["target_weight"] = 0.5
+    with pytest.raises(ValueError, match="target_weight 0"):
+        bench_derive.real_transfer_edit(0)(tree)

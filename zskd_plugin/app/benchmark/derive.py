@@ -155,6 +155,10 @@ def real_transfer_edit(seed: int) -> Callable[[dict[str, Any]], None]:
         calls = [c for c in found if c["init"]["kwargs"].get("split", "train") == "train"]
         if len(calls) != 1:
             raise ValueError(f"the real-image control needs one training DI dataset (split 'train'), not {len(calls)}")
+        weighted = [n for n, _ in mappings(tree) if n.get("key") == "ZSKDLoss" and (n.get("kwargs") or {}).get(
+            "target_weight")]  # fmt: skip
+        if weighted:
+            raise ValueError("the real-image control has no soft targets to read: its ZSKDLoss needs target_weight 0")
         di = calls[0]["init"]["kwargs"]
         num_classes = di.get("num_classes") or (di["teacher"].get("kwargs") or {}).get("num_classes")
         if not num_classes:
