@@ -15,13 +15,11 @@ Example (the Fashion-MNIST timm suite's teacher and its zskd-bn seed-0 store)::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 from torchvision import datasets, transforms
 
 from zskd_plugin.store import ImpressionStore
@@ -29,12 +27,6 @@ from zskd_plugin.synthesis import total_variation
 from zskd_plugin.teacher import load_checkpoint_state
 
 DATA = {"mnist": (datasets.MNIST, 0.1307, 0.3081), "fashion-mnist": (datasets.FashionMNIST, 0.2860, 0.3530)}
-
-
-def load_images(path: Path) -> Tensor:
-    spec = json.loads((path / "spec.json").read_text())
-    num_parts = json.loads((path / "manifest.json").read_text())["num_parts"]
-    return ImpressionStore(path, spec, num_parts).load().images
 
 
 def main() -> None:
@@ -53,7 +45,7 @@ def main() -> None:
     test = dataset_cls(args.data_root, train=False, download=False,
                        transform=transforms.Compose([transforms.ToTensor(), transforms.Pad(2)]))  # fmt: skip
     sets = {"real test": torch.stack([test[i][0] for i in range(3000)])}
-    sets.update({path.name: load_images(path) for path in args.stores})
+    sets.update({path.name: ImpressionStore.open(path).load().images for path in args.stores})
 
     with torch.no_grad():
         classes = {name: teacher(norm(x)).argmax(1) for name, x in sets.items()}

@@ -100,8 +100,6 @@ if args.stage == "teacher":
     sys.exit(0)
 
 if args.stage == "diagnose":  # the teacher on real test images and on each store's DIs, side by side
-    import json as _json
-
     from zskd_plugin.store import ImpressionStore
     from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher
 
@@ -131,10 +129,10 @@ if args.stage == "diagnose":  # the teacher on real test images and on each stor
 
     describe("real test images", torch.stack([plain_test[i][0] for i in range(1000)]))
     for folder in sorted((OUT / "stores").iterdir()):
-        spec = _json.loads((folder / "manifest.json").read_text())
-        data = ImpressionStore(folder, spec["spec"], spec["num_parts"]).load()
+        store = ImpressionStore.open(folder)
+        data = store.load()
         pick = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(0))[:1000]
-        syn = spec["spec"]["impressions"]["synthesis"]
+        syn = store.spec["impressions"]["synthesis"]
         describe(
             f"DIs {folder.name} (bn_weight {syn.get('bn_weight', 0.0)}, steps {syn['num_iters']})", data.images[pick]
         )

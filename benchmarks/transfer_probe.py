@@ -52,11 +52,10 @@ DATA = {
 
 def load_store(path: Path) -> tuple[Tensor, Tensor, dict]:
     """The store's training split (its own seed and a tenth held out, as the suites' configs split it)."""
-    spec = json.loads((path / "spec.json").read_text())
-    num_parts = json.loads((path / "manifest.json").read_text())["num_parts"]
-    data = ImpressionStore(path, spec, num_parts).load()
-    train, _ = split_indices(data.images.shape[0], 0.1, spec["impressions"]["seed"])
-    return data.images[train], data.targets[train], spec
+    store = ImpressionStore.open(path)
+    data = store.load()
+    train, _ = split_indices(data.images.shape[0], 0.1, store.spec["impressions"]["seed"])
+    return data.images[train], data.targets[train], store.spec
 
 
 def js_divergence(p: Tensor, q: Tensor) -> Tensor:

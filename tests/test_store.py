@@ -182,3 +182,16 @@ def test_the_store_key_of_the_shipped_mnist_settings_does_not_move():
     config = ImpressionConfig(24000, 0, DirichletConfig(betas=[1.0, 0.1], beta_shares=[0.5, 0.5]), synthesis)
     inputs = InputConfig(input_size=(1, 32, 32), mean=(0.1307,), std=(0.3081,))
     assert open_store("unused", teacher, inputs, config, 10, "lenet5").path.name == "lenet5-7464a02a6b90643b"
+
+
+def test_a_finished_store_opens_by_its_folder_alone(tmp_path):
+    store = ImpressionStore(tmp_path / "s", {"x": 1}, num_parts=2)
+    store.prepare()
+    for i in range(2):
+        store.write_part(i, PartData(torch.full((2, 1, 2, 2), float(i)), torch.full((2, 3), 1 / 3), torch.zeros(2)))
+    with pytest.raises(StoreError, match="no complete Data Impression store"):
+        ImpressionStore.open(store.path)  # parts on disk, no manifest yet
+    store.finalize()
+    opened = ImpressionStore.open(store.path)
+    assert (opened.spec, opened.num_parts) == ({"x": 1}, 2)
+    assert torch.equal(opened.load().images, store.load().images)

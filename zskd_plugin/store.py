@@ -99,6 +99,18 @@ class ImpressionStore:
         self.spec = spec
         self.num_parts = num_parts
 
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ImpressionStore:
+        """A finished store by its folder alone (spec and part count from its manifest), e.g. to read DIs outside a
+        pipeline; raises :class:`StoreError` when the folder holds no complete store."""
+        manifest = _read_json_object(Path(path) / "manifest.json")
+        if manifest is None or manifest.get("complete") is not True:
+            raise StoreError(
+                f"{path} holds no complete Data Impression store (no valid manifest.json); give a store folder under "
+                "store_root that synthesis finished, or run `zskd synthesize` with its config"
+            )
+        return cls(path, manifest["spec"], int(manifest["num_parts"]))
+
     # -- paths ---------------------------------------------------------------------------------------------------
     @property
     def parts_dir(self) -> Path:
