@@ -136,12 +136,12 @@ def redirect_teacher(tree: dict[str, Any], old: str, new: str) -> None:
 
 def _without_normalize(transform: Any) -> Any:
     """A test set's transform (``Compose`` of calls) less its ``Normalize``: the DIs' pixel space."""
-    steps = transform.value["init"]["kwargs"]["transforms"] if isinstance(transform, Tagged) else None
-    if not isinstance(steps, list):
-        raise ValueError("the real-image control needs the test set's transform as a Compose of transforms")
-    kept = [t for t in steps if not (isinstance(t, Tagged) and str(t.value.get("key", "")).endswith("Normalize"))]
     out = copy.deepcopy(transform)
-    out.value["init"]["kwargs"]["transforms"] = copy.deepcopy(kept)
+    kwargs = out.value["init"]["kwargs"] if isinstance(out, Tagged) else {}
+    if not isinstance(kwargs.get("transforms"), list):
+        raise ValueError("the real-image control needs the test set's transform as a Compose of transforms")
+    keys = [str(t.value.get("key", "")) if isinstance(t, Tagged) else "" for t in kwargs["transforms"]]
+    kwargs["transforms"] = [t for t, key in zip(kwargs["transforms"], keys) if not key.endswith("Normalize")]
     return out
 
 
@@ -155,9 +155,8 @@ def real_transfer_edit(seed: int) -> Callable[[dict[str, Any]], None]:
         calls = [c for c in found if c["init"]["kwargs"].get("split", "train") == "train"]
         if len(calls) != 1:
             raise ValueError(f"the real-image control needs one training DI dataset (split 'train'), not {len(calls)}")
-        weighted = [n for n, _ in mappings(tree) if n.get("key") == "ZSKDLoss" and (n.get("kwargs") or {}).get(
-            "target_weight")]  # fmt: skip
-        if weighted:
+        losses = [node for node, _ in mappings(tree) if node.get("key") == "ZSKDLoss"]
+        if any((node.get("kwargs") or {}).get("target_weight") for node in losses):
             raise ValueError("the real-image control has no soft targets to read: its ZSKDLoss needs target_weight 0")
         di = calls[0]["init"]["kwargs"]
         num_classes = di.get("num_classes") or (di["teacher"].get("kwargs") or {}).get("num_classes")
