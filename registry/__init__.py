@@ -6,6 +6,6 @@ imported by ``import zskd_plugin``, which is what a YAML's ``dependencies: [{nam
 
 from __future__ import annotations
 
-from . import datasets, epoch_hooks, losses, models
+from . import datasets, epoch_hooks, losses, models, teacher_outputs
 
-__all__ = ["datasets", "epoch_hooks", "losses", "models"]
+__all__ = ["datasets", "epoch_hooks", "losses", "models", "teacher_outputs"]

@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 from conftest import REPO
-from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT
-from torchdistill.datasets.registry import DATASET_DICT
+from torchdistill.core.interfaces.registry import FORWARD_PROC_FUNC_DICT, PRE_EPOCH_PROC_FUNC_DICT
+from torchdistill.datasets.registry import DATASET_DICT, DATASET_WRAPPER_DICT
 from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, get_mid_level_loss
 from torchdistill.models.registry import MODEL_DICT, get_model, register_model
 from zskd_plugin.registry.datasets import data_impression_dataset
@@ -23,6 +23,8 @@ def test_every_key_is_registered_after_import():
     assert MIDDLE_LEVEL_LOSS_DICT["ZSKDLoss"] is ZSKDLoss
     assert DATASET_DICT["data_impression_dataset"] is data_impression_dataset
     assert "zskd_pre_epoch_process_teacher_eval" in PRE_EPOCH_PROC_FUNC_DICT
+    assert "zskd_forward_stored_teacher_output" in FORWARD_PROC_FUNC_DICT
+    assert "zskd_teacher_outputs" in DATASET_WRAPPER_DICT
     loss = get_mid_level_loss({"key": "ZSKDLoss", "kwargs": {"temperature": 20.0}})
     assert isinstance(loss, ZSKDLoss) and loss.temperature == 20.0
 

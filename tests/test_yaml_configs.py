@@ -22,6 +22,7 @@ from yaml_util import shrink_config, write_random_teacher
 
 from zskd_plugin.app.runner import load_model
 from zskd_plugin.dataset import DataImpressionDataset
+from zskd_plugin.teacher_outputs import TeacherOutputDataset
 
 CONFIGS = sorted((REPO / "yaml_configs").rglob("*.yaml"))
 
@@ -76,7 +77,9 @@ def test_config_runs_two_steps_through_torchdistill(config: Path, tmp_path: Path
     else:
         box = get_training_box(student, cfg["datasets"], train_cfg, torch.device("cpu"), None, False, 1)
     if "zskd" in config.name:
-        assert isinstance(box.train_data_loader.dataset.org_dataset, DataImpressionDataset)
+        wrapped = box.train_data_loader.dataset  # torchdistill's supp-dict wrapper, or our stored teacher outputs
+        inner = wrapped.dataset if isinstance(wrapped, TeacherOutputDataset) else wrapped.org_dataset
+        assert isinstance(inner, DataImpressionDataset)
         assert "ZSKDLoss" in str(box.criterion)
 
     before = [p.detach().clone() for p in student.parameters()]

@@ -35,14 +35,21 @@ from .validation import (
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["StoreSettings", "build_impression_dataset", "check_dataset_kwargs", "make_impression_store"]
+__all__ = [
+    "StoreSettings",
+    "build_impression_dataset",
+    "check_dataset_kwargs",
+    "make_impression_store",
+    "resolve_device",
+]
 
 SPLITS = ("train", "val", "all")
 DEFAULT_STORE_ROOT = "./resource/zskd_store"
 DATASET_KEYS = ("split", "val_fraction", "label_mode", "transform", "batch_transform", "image_size", "image_fit")
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; otherwise the torch device named (a clear error if none)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device, torch.device):
@@ -89,7 +96,7 @@ class StoreSettings:
             raise ValueError(f"store_root must be a folder path, got {self.store_root!r}")
         if self.num_classes is not None:
             check_int(self.num_classes, "num_classes", least=2)
-        _resolve_device(self.device)
+        resolve_device(self.device)
         check_bool(self.progress, "progress")
 
     @classmethod
@@ -145,7 +152,7 @@ def make_impression_store(
         classifier_path=spec.classifier_path,
         output=spec.output,
         name=spec.key.rsplit(".", 1)[-1],
-        device=_resolve_device(settings.device),
+        device=resolve_device(settings.device),
     )
     progress = settings.progress
     if world_size == 1:

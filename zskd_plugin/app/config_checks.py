@@ -23,6 +23,8 @@ from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.builder import check_dataset_kwargs
 from zskd_plugin.losses import ZSKDLoss
 from zskd_plugin.models import MODEL_ENTRYPOINTS, InputFit
+from zskd_plugin.registry.teacher_outputs import FORWARD_PROC_KEY as STORED_OUTPUT_FORWARD_PROC
+from zskd_plugin.registry.teacher_outputs import WRAPPER_KEY as STORED_OUTPUTS_WRAPPER
 from zskd_plugin.teacher import SOURCES, check_output_selector, model_source
 from zskd_plugin.validation import check_bool, check_choice
 
@@ -177,6 +179,28 @@ def _check_model_key(model: Mapping[str, Any], where: str, other_dependencies: b
         )
 
 
+def _check_stored_teacher_outputs(section: Mapping[str, Any], where: str) -> None:
+    """The stored-teacher-output dataset wrapper and forward process come together: one without the other either
+    fails at the first batch or computes the outputs for nothing."""
+    loader = section.get("train_data_loader")
+    wrapper = (loader.get("dataset_wrapper") if isinstance(loader, Mapping) else None) or {}
+    wrapped = isinstance(wrapper, Mapping) and wrapper.get("key") == STORED_OUTPUTS_WRAPPER
+    teacher = section.get("teacher")
+    stored = isinstance(teacher, Mapping) and teacher.get("forward_proc") == STORED_OUTPUT_FORWARD_PROC
+    if stored and not wrapped:
+        raise ValueError(
+            f"{where}.teacher.forward_proc {STORED_OUTPUT_FORWARD_PROC!r} reads stored teacher outputs, but "
+            f"{where}.train_data_loader has no `dataset_wrapper: {{key: {STORED_OUTPUTS_WRAPPER}, kwargs: {{teacher: "
+            "<the teacher block>}}`; add it, or use forward_proc 'forward_batch_only'"
+        )
+    if wrapped and not stored:
+        raise ValueError(
+            f"{where}.train_data_loader stores the teacher's outputs ({STORED_OUTPUTS_WRAPPER}), but "
+            f"{where}.teacher.forward_proc does not read them; set it to {STORED_OUTPUT_FORWARD_PROC!r}, or drop the "
+            "dataset_wrapper"
+        )
+
+
 def _check_training_sections(tree: Mapping[str, Any]) -> None:
     """What `zskd train` needs from torchdistill's sections, by name (a missing section reads as a KeyError)."""
     for section in ("models", "train", "test"):
@@ -201,6 +225,7 @@ def _check_training_sections(tree: Mapping[str, Any]) -> None:
     _unknown_keys(train, TRAIN_KEYS + tuple(k for k in train if _STAGE.match(str(k))), "train", " or stage1, stage2...")
     for where, section in [("train", train), *stages]:
         _unknown_keys(section, TRAIN_KEYS, where)
+        _check_stored_teacher_outputs(section, where)
         for key, valid in (("optimizer", OPTIMIZER_KEYS), ("scheduler", SCHEDULER_KEYS)):
             if section.get(key) is not None:
                 _unknown_keys(_mapping(section[key], f"{where}.{key}"), valid, f"{where}.{key}")
