@@ -1,5 +1,6 @@
 """DataImpressionDataset: per-image and batched transforms."""
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
@@ -59,3 +60,29 @@ def test_without_batch_transform_items_are_the_stored_images():
     ds = _dataset(label_mode="argmax")
     image, label = ds[5]
     assert torch.equal(image, torch.full((1, 4, 4), 5.0)) and label == 2
+
+
+def test_fixed_views_draw_the_batch_transform_k_times_once_and_serve_them_unchanged():
+    noise = CountingNoise()
+    ds = _dataset(batch_transform=noise, fixed_views=3)
+    assert noise.calls == [10, 10, 10] and len(ds) == 30  # drawn once per view, at construction
+    for v in range(3):
+        for i in range(10):
+            image, target = ds[v * 10 + i]
+            assert (image - i).abs().max() < 0.011  # view v of image i, view-major
+            assert torch.equal(target, torch.nn.functional.one_hot(torch.tensor(i % 3), 3).float())
+    assert not torch.equal(ds[0][0], ds[10][0])  # two views of one image are two draws
+    again = [ds[i][0] for i in range(30)]
+    assert noise.calls == [10, 10, 10] and all(torch.equal(a, ds[i][0]) for i, a in enumerate(again))  # fixed
+
+
+def test_fixed_views_need_a_batch_transform_and_say_so():
+
+    with pytest.raises(ValueError, match="fixed_views draws batch_transform's random views once; it needs a batch"):
+        _dataset(fixed_views=2)
+    with pytest.raises(ValueError, match="fixed_views must be an integer >= 0"):
+        _dataset(batch_transform=CountingNoise(), fixed_views=-1)
+    from zskd_plugin.builder import check_dataset_kwargs
+
+    with pytest.raises(ValueError, match="it needs a batch_transform"):  # a YAML's mistake, before any synthesis
+        check_dataset_kwargs({"teacher": {"key": "lenet5"}, "num_impressions": 10, "fixed_views": 4})

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .augment import IMAGE_FITS, fit_to_size
-from .dataset import LABEL_MODES, DataImpressionDataset, num_held_out, split_indices
+from .dataset import LABEL_MODES, DataImpressionDataset, check_fixed_views, num_held_out, split_indices
 from .dirichlet import DirichletConfig
 from .impressions import ImpressionConfig, synthesize_impressions
 from .store import ImpressionStore
@@ -45,7 +45,16 @@ __all__ = [
 
 SPLITS = ("train", "val", "all")
 DEFAULT_STORE_ROOT = "./resource/zskd_store"
-DATASET_KEYS = ("split", "val_fraction", "label_mode", "transform", "batch_transform", "image_size", "image_fit")
+DATASET_KEYS = (
+    "split",
+    "val_fraction",
+    "label_mode",
+    "transform",
+    "batch_transform",
+    "fixed_views",
+    "image_size",
+    "image_fit",
+)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -230,6 +239,7 @@ def check_dataset_kwargs(kwargs: Mapping[str, Any]) -> None:
         settings.impressions.num_impressions,
     )
     _check_image_fit(dataset.get("image_size"), dataset.get("image_fit", "pad"))
+    check_fixed_views(dataset.get("fixed_views", 0), dataset.get("batch_transform") is not None)
 
 
 def build_impression_dataset(
@@ -251,6 +261,7 @@ def build_impression_dataset(
     resolver: ModelResolver | None = None,
     image_size: Sequence[int] | None = None,
     image_fit: str = "pad",
+    fixed_views: int = 0,
 ) -> DataImpressionDataset:
     """A Data Impression dataset for ``teacher``, synthesised on first use and read from the store after.
 
@@ -277,6 +288,9 @@ def build_impression_dataset(
             Data Impressions were made at (e.g. 32x32 LeNet-5 students of a 28x28 timm teacher that pools globally);
             the store keeps them at the teacher's size.
         image_fit: how they are brought to ``image_size``: ``pad`` (centred on a black border) or ``resize``.
+        fixed_views: ``k > 0`` draws ``batch_transform`` ``k`` times per impression once, when the dataset is built,
+            and serves those views as fixed items (``k`` times as many), so that the teacher's outputs on them can
+            be stored (:mod:`zskd_plugin.teacher_outputs`); 0 draws it afresh on every pass.
     """
     settings = StoreSettings.from_mapping(
         dict(teacher=teacher, num_impressions=num_impressions, store_root=store_root, seed=seed, synthesis=synthesis,
@@ -284,6 +298,7 @@ def build_impression_dataset(
     )  # fmt: skip
     _check_split(split, val_fraction, label_mode, num_impressions)
     _check_image_fit(image_size, image_fit)
+    check_fixed_views(fixed_views, batch_transform is not None)
     for name, fn in (("transform", transform), ("batch_transform", batch_transform)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be a callable transform (an !import_call of one), got {fn!r}")
@@ -309,4 +324,5 @@ def build_impression_dataset(
         label_mode=mode,
         store_path=store.path,
         batch_transform=batch_transform,
+        fixed_views=fixed_views,
     )

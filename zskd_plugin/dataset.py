@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .validation import check_choice, check_number
+from .validation import check_choice, check_int, check_number
 
-__all__ = ["DataImpressionDataset", "num_held_out", "split_indices"]
+__all__ = ["DataImpressionDataset", "check_fixed_views", "num_held_out", "split_indices"]
 
 LABEL_MODES = ("soft", "argmax")
 _REFRESH_CHUNK = 4096  # images per batch_transform call: bounds the transform's temporary memory
@@ -27,6 +27,16 @@ def num_held_out(num_items: int, val_fraction: float) -> int:
             f"{num_items - num_val} for training; choose a val_fraction that keeps both splits non-empty"
         )
     return num_val
+
+
+def check_fixed_views(fixed_views: object, has_batch_transform: bool) -> int:
+    """``fixed_views`` as an int >= 0; views need a ``batch_transform`` to draw them."""
+    if check_int(fixed_views, "fixed_views", least=0) and not has_batch_transform:
+        raise ValueError(
+            "fixed_views draws batch_transform's random views once; it needs a batch_transform (e.g. "
+            "ImpressionAugment then Normalize), or set fixed_views: 0"
+        )
+    return fixed_views
 
 
 def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -59,6 +69,10 @@ class DataImpressionDataset(Dataset):
         store_path: the store the items were read from, for reference.
         batch_transform: applied to (B, C, H, W) batches of images, as described above (e.g. augmentation, then
             ``Normalize``).
+        fixed_views: 0 (default) draws ``batch_transform`` afresh on every pass, as above. ``k > 0`` draws it ``k``
+            times per image once, here, and serves those ``N * k`` views (view-major: item ``v * N + i`` is view
+            ``v`` of image ``i``) as fixed items: a finite pool of augmentations, on which a teacher's outputs can be
+            computed once (:mod:`zskd_plugin.teacher_outputs`) instead of on every batch.
     """
 
     def __init__(
@@ -69,10 +83,15 @@ class DataImpressionDataset(Dataset):
         label_mode: str = "soft",
         store_path: Path | None = None,
         batch_transform: Callable[[Tensor], Tensor] | None = None,
+        fixed_views: int = 0,
     ) -> None:
         if images.shape[0] != targets.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} targets")
         check_choice(label_mode, "label_mode", LABEL_MODES)
+        if check_fixed_views(fixed_views, batch_transform is not None):
+            images = torch.cat([self._transform_all(batch_transform, images) for _ in range(fixed_views)])
+            targets = targets.repeat(fixed_views, 1)
+            batch_transform = None
         self.images = images
         self.targets = targets
         self.transform = transform
@@ -85,11 +104,14 @@ class DataImpressionDataset(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @staticmethod
+    def _transform_all(batch_transform: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+        return torch.cat([batch_transform(chunk) for chunk in images.split(_REFRESH_CHUNK)])
+
     def _refresh(self) -> None:
         """Re-transform, in batches, every image whose transformed copy was already served."""
         index = self._served.nonzero().squeeze(1)
-        chunks = [self.batch_transform(self.images[i]) for i in index.split(_REFRESH_CHUNK)]
-        fresh = torch.cat(chunks)
+        fresh = self._transform_all(self.batch_transform, self.images[index])
         if self._transformed is None:
             self._transformed = torch.empty((len(self), *fresh.shape[1:]), dtype=fresh.dtype)
         self._transformed[index] = fresh
