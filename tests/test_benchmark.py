@@ -57,12 +57,16 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row == "zskd-release"} == {24000}
 
 
-@pytest.mark.parametrize(("suite", "flip"), [("fashion-mnist-timm", True), ("mnist-timm", False)])
+@pytest.mark.parametrize(
+    ("suite", "flip", "images", "views"),
+    [("fashion-mnist-timm", True, 108_000, 1), ("mnist-timm", False, 2_592_000, 60)],
+)
 def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_deepinversion(
-    tmp_path: Path, suite: str, flip: bool
+    tmp_path: Path, suite: str, flip: bool, images: int, views: int
 ):
     suite_, scale = benchmark.SUITES[suite], benchmark.suite_scale(benchmark.SUITES[suite], benchmark.SCALES["quick"])
-    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, 108_000, 3)  # resnet10t's quick size
+    # resnet10t's quick size; MNIST's fixed views (teacher outputs stored once) afford the LeNet-5 suites' budget
+    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, images, 3)
     assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
     plans = benchmark.plan_rows(suite_, scale, REPO)
     assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
@@ -77,8 +81,8 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
         if plan.row == "student-ce":  # the student as the ZSKD config builds it, none of the timm teacher's kwargs
             assert tree["models"]["model"]["key"] == "lenet5_half"
             assert tree["models"]["model"]["kwargs"] == {"num_classes": 10}
-        assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(108_000 / (
-            1800 if plan.row in per_seed else 55000)))  # fmt: skip
+        assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(images / (
+            1800 * views if plan.row in per_seed else 55000)))  # fmt: skip
         found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
         if found:
             assert {kw["num_impressions"] for kw in found} == {2000}
@@ -86,6 +90,7 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
         if plan.row == "real-control":  # the zskd-bn row with its training DIs swapped for real images
             (real,) = [c["init"]["kwargs"] for c in find_calls(tree, "transfer.real_transfer_set")]
             assert real["num_images"] == 1800 and real["seed"] == 0 and real["num_classes"] == 10
+            assert real.get("fixed_views", 1) == views  # as many views of each real image as of each DI
             assert real["dataset"].value["init"]["kwargs"]["train"] is True
             assert [kw["split"] for kw in found] == ["val"]  # the held-out DIs stay, from the zskd-bn row's store
             assert found[0]["synthesis"] == impressions["zskd-bn"]["synthesis"]

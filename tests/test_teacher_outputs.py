@@ -109,9 +109,9 @@ def _plain_variant(path: Path) -> Path:
 
 
 def _train_losses(path: Path, steps: int) -> list[float]:
+    torch.manual_seed(0)  # the datasets are built as the YAML loads: their fixed views draw from this seed
     cfg = yaml_util.load_yaml_file(str(path))
     import_dependencies(cfg.get("dependencies"))
-    torch.manual_seed(0)
     teacher, student = load_model(cfg["models"]["teacher_model"]), load_model(cfg["models"]["student_model"])
     box = get_distillation_box(teacher, student, cfg["datasets"], cfg["train"], torch.device("cpu"), None, False, 1)
     box.pre_epoch_process(epoch=0)

@@ -50,16 +50,23 @@ def set_shared_training(tree: dict[str, Any], shared: dict[str, Any]) -> None:
     train["train_data_loader"]["kwargs"]["batch_size"] = shared["batch_size"]
 
 
+def _training_impressions(kwargs: dict[str, Any]) -> int:
+    """The DIs a Data Impression dataset's training split holds: all but the held-out part."""
+    n = int(kwargs["num_impressions"])
+    return n - num_held_out(n, float(kwargs.get("val_fraction", 0.0)))
+
+
 def train_size(tree: dict[str, Any]) -> int:
-    """Images per epoch of a row: its DIs less the held-out split, or the first length of its real-data split."""
+    """Images per epoch of a row: its DIs less the held-out split (times their fixed views, if any), or the first
+    length of its real-data split."""
     impressions = [call["init"]["kwargs"] for call in find_calls(tree, IMPRESSION_BUILDER)]
     train = [kw for kw in impressions if kw.get("split", "train") == "train"]
     if train:  # the split the dataset makes
-        n = int(train[0]["num_impressions"])
-        return n - num_held_out(n, float(train[0].get("val_fraction", 0.0)))
+        return _training_impressions(train[0]) * max(1, train[0].get("fixed_views", 0))
     real = list(find_calls(tree, REAL_TRANSFER))
     if real:
-        return int(real[0]["init"]["kwargs"]["num_images"])
+        kwargs = real[0]["init"]["kwargs"]
+        return int(kwargs["num_images"]) * max(1, kwargs.get("fixed_views", 0))
     splits = list(find_calls(tree, "split_dataset"))
     if splits:
         return int(splits[0]["init"]["kwargs"]["lengths"][0])
@@ -150,7 +157,6 @@ def real_transfer_edit(seed: int) -> Callable[[dict[str, Any]], None]:
     comes from (the control row); augmentation, loss, optimiser and the held-out DIs stay the row's."""
 
     def edit(tree: dict[str, Any]) -> None:
-        n = train_size(tree)
         found = find_calls(tree, IMPRESSION_BUILDER)
         calls = [c for c in found if c["init"]["kwargs"].get("split", "train") == "train"]
         if len(calls) != 1:
@@ -166,8 +172,13 @@ def real_transfer_edit(seed: int) -> Callable[[dict[str, Any]], None]:
         real = copy.deepcopy(test)
         real.value["init"]["kwargs"]["train"] = True
         real.value["init"]["kwargs"]["transform"] = _without_normalize(test.value["init"]["kwargs"]["transform"])
-        kwargs = {"dataset": real, "num_images": n, "seed": seed, "num_classes": int(num_classes)}
-        kwargs.update({k: di[k] for k in ("transform", "batch_transform") if di.get(k) is not None})
+        kwargs = {
+            "dataset": real,
+            "num_images": _training_impressions(di),
+            "seed": seed,
+            "num_classes": int(num_classes),
+        }
+        kwargs.update({k: di[k] for k in ("transform", "batch_transform", "fixed_views") if di.get(k) is not None})
         calls[0]["key"] = REAL_TRANSFER
         calls[0]["init"] = {"kwargs": kwargs}
 

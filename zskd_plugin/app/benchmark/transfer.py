@@ -27,6 +27,7 @@ def real_transfer_set(
     num_classes: int,
     transform: Callable[[Tensor], Tensor] | None = None,
     batch_transform: Callable[[Tensor], Tensor] | None = None,
+    fixed_views: int = 0,
 ) -> DataImpressionDataset:
     """``num_images`` of ``dataset``'s images (a seeded random choice), in pixel space as the DIs are stored, each
     with the uniform distribution as its target: the ZSKD loss reads the teacher's outputs, never the labels.
@@ -38,6 +39,7 @@ def real_transfer_set(
         num_classes: width of the (uniform) targets.
         transform: per-image transform, as the DI dataset's (e.g. ``Normalize``).
         batch_transform: batch transform, as the DI dataset's (augmentation, then ``Normalize``).
+        fixed_views: views of each image drawn once with ``batch_transform``, as the DI dataset's.
     """
     if not 0 < num_images <= len(dataset):
         raise ValueError(f"num_images must be in [1, {len(dataset)}] (the data set's size), got {num_images}")
@@ -46,4 +48,6 @@ def real_transfer_set(
     if images.min() < 0 or images.max() > 1:
         raise ValueError("real_transfer_set takes images in [0, 1]: leave Normalize out of the data set's transform")
     targets = torch.full((num_images, num_classes), 1.0 / num_classes)
-    return DataImpressionDataset(images, targets, transform, label_mode="soft", batch_transform=batch_transform)
+    return DataImpressionDataset(
+        images, targets, transform, label_mode="soft", batch_transform=batch_transform, fixed_views=fixed_views
+    )
