@@ -9,8 +9,9 @@ test set is built, so nothing is synthesised or trained. Prints one column per r
 class, overall (``all``), and ``agreement``: the share of test images on which the model's class is the teacher's.
 
 ``--impressions`` adds, for each row trained on Data Impressions, the same agreement on its own training DIs (without
-the training augmentation) and on its held-out DIs: a student that agrees with its teacher on few of the very images
-it was trained on is under-fitted, one that agrees on its DIs but not on real images meets a gap between the two.
+the training augmentation; for a row trained on fixed views, on those views) and on its held-out DIs: a student
+that agrees with its teacher on few of the very images it was trained on is under-fitted, one that agrees on its
+DIs but not on real images meets a gap between the two.
 This builds the rows' DI datasets from their stores (synthesising a store that is not on disk).
 """
 
@@ -74,9 +75,13 @@ def _impression_batches(results: Path, row: str) -> dict[str, list[tuple[Tensor,
     train = [d for d in found if d.label_mode == "soft"]
     if not (held_out and train):
         return {}
-    normalize = held_out[0].transform or (lambda x: x)
-    plain = DataImpressionDataset(train[0].images, train[0].targets, normalize, label_mode="argmax")
-    splits = {"train DIs": plain, "held-out DIs": held_out[0]}
+    if train[0].fixed_views:  # it trained on fixed views, kept transformed: those very inputs
+        plain = DataImpressionDataset(train[0].images, train[0].targets, label_mode="argmax")
+        splits = {"train views": plain, "held-out DIs": held_out[0]}
+    else:
+        normalize = held_out[0].transform or (lambda x: x)
+        plain = DataImpressionDataset(train[0].images, train[0].targets, normalize, label_mode="argmax")
+        splits = {"train DIs": plain, "held-out DIs": held_out[0]}
     return {name: list(DataLoader(d, batch_size=1000)) for name, d in splits.items()}
 
 

@@ -66,6 +66,7 @@ def test_fixed_views_draw_the_batch_transform_k_times_once_and_serve_them_unchan
     noise = CountingNoise()
     ds = _dataset(batch_transform=noise, fixed_views=3)
     assert noise.calls == [10, 10, 10] and len(ds) == 30  # drawn once per view, at construction
+    assert ds.fixed_views == 3 and ds.batch_transform is None and ds.images.shape[0] == 30  # it holds the views
     for v in range(3):
         for i in range(10):
             image, target = ds[v * 10 + i]

@@ -92,8 +92,9 @@ class DataImpressionDataset(Dataset):
             images = torch.cat([self._transform_all(batch_transform, images) for _ in range(fixed_views)])
             targets = targets.repeat(fixed_views, 1)
             batch_transform = None
-        self.images = images
+        self.images = images  # with fixed_views: the views, transformed
         self.targets = targets
+        self.fixed_views = fixed_views
         self.transform = transform
         self.batch_transform = batch_transform
         self.label_mode = label_mode
