@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from zskd_plugin.builder import check_dataset_kwargs
 from zskd_plugin.dataset import DataImpressionDataset
 
 
@@ -78,12 +79,9 @@ def test_fixed_views_draw_the_batch_transform_k_times_once_and_serve_them_unchan
 
 
 def test_fixed_views_need_a_batch_transform_and_say_so():
-
     with pytest.raises(ValueError, match="fixed_views draws batch_transform's random views once; it needs a batch"):
         _dataset(fixed_views=2)
     with pytest.raises(ValueError, match="fixed_views must be an integer >= 0"):
         _dataset(batch_transform=CountingNoise(), fixed_views=-1)
-    from zskd_plugin.builder import check_dataset_kwargs
-
     with pytest.raises(ValueError, match="it needs a batch_transform"):  # a YAML's mistake, before any synthesis
         check_dataset_kwargs({"teacher": {"key": "lenet5"}, "num_impressions": 10, "fixed_views": 4})
