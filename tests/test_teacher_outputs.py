@@ -68,7 +68,7 @@ def test_an_existing_supplementary_dict_is_kept_and_a_wrong_shape_refused():
 
 def test_a_transfer_set_with_a_random_transform_is_refused_naming_the_fix():
     augmented = _impressions(batch_transform=ImpressionAugment(degrees=15, translate=0.1))
-    with pytest.raises(ValueError, match=r"changed between two reads.*dataset_wrapper.*forward_proc"):
+    with pytest.raises(ValueError, match=r"changed between two reads.*dataset_wrapper.*forward_proc.*fixed_views: k"):
         compute_teacher_outputs(make_tiny_teacher(), augmented, progress=False)
 
 

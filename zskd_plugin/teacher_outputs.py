@@ -51,7 +51,8 @@ def check_fixed_items(dataset: Dataset, probes: int = _PROBES) -> None:
                 f"item {index} of the transfer set changed between two reads (a random transform such as "
                 "augmentation, or a Data Impression batch_transform); the teacher's outputs cannot be stored once "
                 "for it. Either drop the stored teacher outputs (the train loader's dataset_wrapper and the "
-                "teacher's forward_proc) or move the random transform out of the transfer set"
+                "teacher's forward_proc), or fix the inputs: for a Data Impression batch_transform, draw it as "
+                "fixed views (fixed_views: k)"
             )
 
 
