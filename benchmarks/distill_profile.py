@@ -30,15 +30,16 @@ from torchdistill.core.distillation import get_distillation_box
 from zskd_plugin.app.runner import load_model
 
 
-def _cpu_name() -> str:
+def _machine() -> str:
+    """The CPU's model name and the bf16/AVX flags that decide its kernels, from one read of /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            info = f.read()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    flags = [flag for flag in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if flag in info.split()]
+    return f"{names[0] if names else 'unknown CPU'} ({', '.join(flags)})"
 
 
 def main() -> None:
@@ -57,9 +58,8 @@ def main() -> None:
     box = get_distillation_box(teacher, student, cfg["datasets"], cfg["train"], device, None, False, 1)
     loader = box.train_data_loader
     images_per_epoch = len(loader.dataset)
-    flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f in open("/proc/cpuinfo").read()]
     print(f"{args.config}: {images_per_epoch} images per epoch, batch {loader.batch_size}, {args.epochs} epochs")
-    print(f"machine: {_cpu_name()} ({', '.join(flags)}), torch threads {torch.get_num_threads()}, "
+    print(f"machine: {_machine()}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")  # fmt: skip
 
     box.pre_epoch_process(epoch=0)
