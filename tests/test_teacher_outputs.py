@@ -98,10 +98,15 @@ def test_the_wrapper_builds_its_teacher_without_moving_the_runs_random_stream(tm
         DATASET_WRAPPER_DICT[WRAPPER_KEY](data, teacher="conftest.TinyTeacher")
 
 
+def _with_teacher_outputs(text: str, wrapper: str, proc: str) -> str:
+    """A shipped config's text with its stored-output dataset_wrapper line and its teacher forward_proc replaced."""
+    text = re.sub(r"    dataset_wrapper: \{key: '" + WRAPPER_KEY + "'.*", f"    {wrapper}", text)
+    return re.sub(r"(  teacher:\n    forward_proc: )'[a-z_]+'", rf"\1'{proc}'", text)
+
+
 def _plain_variant(path: Path) -> Path:
     """The same config with the teacher run on every batch (no dataset wrapper, torchdistill's forward process)."""
-    text = re.sub(r"\n    dataset_wrapper: \{key: '" + WRAPPER_KEY + r"'.*", "", path.read_text())
-    text = text.replace(f"forward_proc: '{FORWARD_PROC_KEY}'", "forward_proc: 'forward_batch_only'")
+    text = _with_teacher_outputs(path.read_text(), "", "forward_batch_only")
     assert WRAPPER_KEY not in text and FORWARD_PROC_KEY not in text
     out = path.with_name("plain-" + path.name)
     out.write_text(text)
@@ -146,8 +151,7 @@ def test_torchdistill_trains_the_same_student_with_stored_teacher_outputs(tmp_pa
 )
 def test_the_wrapper_and_the_forward_process_are_checked_to_come_together(tmp_path, capsys, wrapper, proc, message):
     config = REPO / "yaml_configs" / "timm" / "zskd-lenet5_half_from_resnet10t_mnist.yaml"
-    text = re.sub(r"    dataset_wrapper: \{key: '" + WRAPPER_KEY + "'.*", f"    {wrapper}", config.read_text())
-    text = re.sub(r"(  teacher:\n    forward_proc: )'[a-z_]+'", rf"\1'{proc}'", text)
+    text = _with_teacher_outputs(config.read_text(), wrapper, proc)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / config.name).write_text(text)
     path = shrink_config(tmp_path / "src" / config.name, tmp_path, DATA_ROOT)
