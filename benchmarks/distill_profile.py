@@ -19,27 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
+from machine import describe_cpu  # benchmarks/machine.py, beside this script
 from torchdistill.common import yaml_util
 from torchdistill.common.main_util import import_dependencies
 from torchdistill.core.distillation import get_distillation_box
 
 from zskd_plugin.app.runner import load_model
-
-
-def _machine() -> str:
-    """The CPU's model name and the bf16/AVX flags that decide its kernels, from one read of /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    flags = [flag for flag in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if flag in info.split()]
-    return f"{names[0] if names else 'unknown CPU'} ({', '.join(flags)})"
 
 
 def main() -> None:
@@ -59,7 +47,7 @@ def main() -> None:
     loader = box.train_data_loader
     images_per_epoch = len(loader.dataset)
     print(f"{args.config}: {images_per_epoch} images per epoch, batch {loader.batch_size}, {args.epochs} epochs")
-    print(f"machine: {_machine()}, torch threads {torch.get_num_threads()}, "
+    print(f"machine: {describe_cpu()}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")  # fmt: skip
 
     box.pre_epoch_process(epoch=0)

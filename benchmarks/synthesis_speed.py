@@ -12,7 +12,12 @@ uniform initial noise) with
 
 and prints seconds, Data Impressions per second, image-steps per second (budget ``batch x iters`` per second and
 the steps actually run), the speed-up over the reference in the same run, the final loss (fp32 teacher) and the
-share of DIs whose teacher argmax is the target's. A first batch per variant is run untimed (warm-up and the
+share of DIs whose teacher argmax is the target's.
+
+Distance to the machine's limit: the run starts with the CPU's name and flags and a matmul probe of its fp32 and
+bf16 peak (``benchmarks/machine.py``) on the same threads; each teacher gets its FLOPs per image-step (convolutions
+and matmuls of one forward and input-gradient backward, ``torch.utils.flop_counter``), and each row the GFLOP/s it
+reached and their share of the peak in its precision. A first batch per variant is run untimed (warm-up and the
 one-off compile, 5 steps); its seconds are printed separately. Teachers without a checkpoint use random weights: their
 speed is real, their loss and agreement only compare variants with each other.
 """
@@ -27,11 +32,18 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import count_flops, describe_cpu, matmul_peak_gflops  # benchmarks/machine.py, beside this script
 
 from zskd_plugin.dirichlet import sample_soft_targets
 from zskd_plugin.models import create_model
 from zskd_plugin.similarity import class_similarity, find_classifier
-from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, synthesize_batch
+from zskd_plugin.synthesis import (
+    SynthesisConfig,
+    SynthesisLoss,
+    frozen_teacher,
+    resolve_precision,
+    synthesize_batch,
+)
 from zskd_plugin.teacher import load_checkpoint_state
 
 TEACHERS = {  # name -> (factory, input size, mean, std)
@@ -91,6 +103,8 @@ class Row:
     speedup: float
     final_loss: float
     agreement: float
+    gflops: float  # run img-steps/s x FLOPs per image-step
+    peak_share: float  # of the matmul probe's peak in the row's precision
 
 
 def reference_batch(teacher, targets, init, mean, std, iters: int, lr: float, tau: float) -> tuple[torch.Tensor, int]:
@@ -108,6 +122,17 @@ def reference_batch(teacher, targets, init, mean, std, iters: int, lr: float, ta
     return x.detach(), iters * x.shape[0]
 
 
+def flops_per_image_step(teacher, targets, init, mean, std, tau: float) -> float:
+    """Matmul and convolution FLOPs of one synthesis step (teacher forward, backward to the input) per image."""
+    x = init.clone().requires_grad_(True)
+    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+    def step() -> None:
+        (-(targets * F.log_softmax(teacher((x - mean) / std) / tau, dim=1)).sum()).backward()
+
+    return count_flops(step) / x.shape[0]
+
+
 def quality(teacher, images, targets, mean, std, tau: float) -> tuple[float, float]:
     with torch.no_grad():
         logits = teacher((images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
@@ -115,7 +140,7 @@ def quality(teacher, images, targets, mean, std, tau: float) -> tuple[float, flo
     return loss, (logits.argmax(1) == targets.argmax(1)).float().mean().item()
 
 
-def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list[Row]:
+def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None, peaks: dict[str, float]) -> list[Row]:
     factory, input_size, mean, std = TEACHERS[name]
     torch.manual_seed(0)
     teacher = factory()
@@ -134,6 +159,8 @@ def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list
     budget = args.batches * args.batch_size * args.iters
     rows: list[Row] = []
     with frozen_teacher(teacher):
+        flops = flops_per_image_step(teacher, *batches[0], mean, std, 20.0)
+        print(f"{name}: {flops / 1e6:.2f} MFLOP per image-step (forward + backward to the input)")
         t0 = time.perf_counter()
         reference_batch(teacher, *batches[0], mean, std, WARMUP_STEPS, args.lr, 20.0)
         warm = time.perf_counter() - t0
@@ -144,6 +171,7 @@ def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list
             run_steps += n
         ref_seconds = time.perf_counter() - t0
         loss, agree = quality(teacher, torch.cat(images), torch.cat([t for t, _ in batches[1:]]), mean, std, 20.0)
+        gflops = run_steps / ref_seconds * flops / 1e9
         rows.append(
             Row(
                 name,
@@ -156,6 +184,8 @@ def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list
                 1.0,
                 loss,
                 agree,
+                gflops,
+                gflops / peaks["fp32"],
             )
         )
         print(_format(rows[-1]), flush=True)
@@ -178,6 +208,8 @@ def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list
                 run_steps += int(result.steps.sum()) * 1
             seconds = time.perf_counter() - t0
             loss, agree = quality(teacher, torch.cat(images), torch.cat([t for t, _ in batches[1:]]), mean, std, 20.0)
+            gflops = run_steps / seconds * flops / 1e9
+            peak = peaks[resolve_precision(config, torch.device("cpu")).precision]
             rows.append(
                 Row(
                     name,
@@ -190,6 +222,8 @@ def bench_teacher(name: str, args: argparse.Namespace, ckpt: str | None) -> list
                     ref_seconds / seconds,
                     loss,
                     agree,
+                    gflops,
+                    gflops / peak,
                 )
             )
             print(_format(rows[-1]), flush=True)
@@ -201,7 +235,7 @@ def _format(r: Row) -> str:
         f"{r.teacher:14s} {r.variant:32s} {r.seconds:7.1f} s (warm-up {r.warmup_seconds:5.1f} s) "
         f"{r.dis_per_s:7.1f} DI/s {r.budget_img_steps_per_s:8.0f} budget img-steps/s "
         f"{r.run_img_steps_per_s:8.0f} run img-steps/s  x{r.speedup:4.2f}  loss {r.final_loss:.4f} "
-        f"agree {r.agreement:.1%}"
+        f"agree {r.agreement:.1%}  {r.gflops:6.1f} GFLOP/s ({r.peak_share:.0%} of peak)"
     )
 
 
@@ -217,14 +251,18 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     ckpts = dict(item.split("=", 1) for item in args.ckpt)
+    machine = describe_cpu()
+    peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.batches} x {args.batch_size} DIs, "
-        f"{args.iters} steps, lr {args.lr}"
+        f"{args.iters} steps, lr {args.lr}\nmachine: {machine}; matmul probe (1024^2, same threads): "
+        f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s"
     )
-    rows = [row for name in args.models for row in bench_teacher(name, args, ckpts.get(name))]
+    rows = [row for name in args.models for row in bench_teacher(name, args, ckpts.get(name), peaks)]
     if args.json:
+        record = {"args": vars(args), "torch": torch.__version__, "machine": machine, "peak_gflops": peaks}
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, f, indent=2)
+            json.dump(dict(record, rows=[asdict(r) for r in rows]), f, indent=2)
 
 
 if __name__ == "__main__":
