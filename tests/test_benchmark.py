@@ -405,7 +405,7 @@ def test_the_control_row_reads_the_test_sets_data_set_in_pixel_space():
     test = tree["datasets"]["fashion_mnist/test"].value["init"]["kwargs"]
     assert test["train"] is False and len(test["transform"].value["init"]["kwargs"]["transforms"]) == 3  # untouched
     assert real["batch_transform"] is not None and (real["num_images"], real["seed"]) == (5400, 1)
-    assert bench_derive.train_size(tree) == 5400
+    assert real["fixed_views"] == 120 and bench_derive.train_size(tree) == 5400 * 120  # the DIs' views, kept
 
     # a loss that reads the stored soft targets would read the control's uniform ones: refused
     tree = load_config_tree(REPO / "yaml_configs/timm/zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml")
