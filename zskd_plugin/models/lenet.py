@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..validation import check_int
+from .pooling import MaxPool2d
 
 MNIST_CFG: dict = {
     "input_size": (1, 32, 32),
@@ -46,10 +47,10 @@ class LeNet5(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, c1, kernel_size=5),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             nn.Conv2d(c1, c2, kernel_size=5),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
         )
         self.fc1 = nn.Linear(c2 * 5 * 5, h1)
         self.fc2 = nn.Linear(h1, h2)
