@@ -1,7 +1,8 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from zskd_plugin.augment import ImpressionAugment
+from zskd_plugin.augment import ImpressionAugment, affine_grid
 
 
 def test_zero_ranges_are_the_identity():
@@ -78,3 +79,11 @@ def test_per_image_blur_is_torchvisions_gaussian_blur():
     sigma = torch.tensor([0.3, 1.0, 2.5])
     expected = torch.stack([gaussian_blur(x[i], [5, 5], [float(sigma[i])] * 2) for i in range(3)])
     torch.testing.assert_close(gaussian_blur_per_image(x, sigma), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (28, 30), (1, 5)])
+def test_the_broadcast_sampling_grid_is_torchs_affine_grid(size):
+    theta = torch.randn(64, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, [64, 1, *size], align_corners=False)
+    # equal where it was written (AMD EPYC); a matmul kernel that fuses multiply and add may round differently
+    assert torch.allclose(affine_grid(theta, *size), expected, rtol=0, atol=1e-6)

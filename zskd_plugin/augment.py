@@ -4,7 +4,7 @@ Nayak et al., "Zero-Shot Knowledge Distillation in Deep Networks", ICML 2019 (PM
 distilled on Data Impressions augmented by scaling, translation, rotation and flipping; the teacher labels the
 augmented image, so any transform is label-safe.
 
-One bilinear warp per image (``affine_grid`` + ``grid_sample``), zero fill, then optional Gaussian blur and
+One bilinear warp per image (a sampling grid + ``grid_sample``), zero fill, then optional Gaussian blur and
 contrast reduction. It takes one (C, H, W) image or a (B, C, H, W) batch, with independent draws per image either
 way; on a batch it runs as a few batched kernels, which the Data Impression dataset's ``batch_transform`` uses.
 
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .validation import check_number
 
-__all__ = ["IMAGE_FITS", "ImpressionAugment", "fit_to_size", "gaussian_blur_per_image"]
+__all__ = ["IMAGE_FITS", "ImpressionAugment", "affine_grid", "fit_to_size", "gaussian_blur_per_image"]
 
 IMAGE_FITS = ("pad", "resize")
 
@@ -43,6 +43,17 @@ def fit_to_size(images: Tensor, size: tuple[int, int], fit: str = "pad", fill: T
     canvas.copy_(torch.as_tensor(fill, dtype=images.dtype, device=images.device).expand_as(canvas))
     canvas[..., top : top + h, left : left + w] = images
     return canvas
+
+
+def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
+    """``F.affine_grid(theta, (B, C, height, width), align_corners=False)`` for a (B, 2, 3) ``theta``, as two
+    broadcast sums instead of a batched matrix product with an inner size of 3, which on a CPU took most of an
+    augmentation pass. The same values, up to float rounding should a matmul kernel round differently."""
+    xs = torch.linspace(-1, 1, width, dtype=theta.dtype, device=theta.device) * (width - 1) / width
+    ys = torch.linspace(-1, 1, height, dtype=theta.dtype, device=theta.device) * (height - 1) / height
+    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1): per output coordinate, the weights of x, y and 1
+    grid = t[:, :, 0] * xs + t[:, :, 1] * ys[:, None] + t[:, :, 2]  # (B, 2, H, W)
+    return grid.permute(0, 2, 3, 1)
 
 
 def gaussian_blur_per_image(images: Tensor, sigma: Tensor, kernel_size: int = 5) -> Tensor:
@@ -115,7 +126,7 @@ class ImpressionAugment:
         tx, ty = 2 * self._uniform(n, self.translate), 2 * self._uniform(n, self.translate)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([flip * cos, -sin, tx], 1), torch.stack([flip * sin, cos, ty], 1)], 1)
-        grid = F.affine_grid(theta.to(batch), list(batch.shape), align_corners=False)
+        grid = affine_grid(theta.to(batch), *batch.shape[-2:])
         out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if self.blur_sigma > 0:
             out = gaussian_blur_per_image(out, self._uniform(n, self.blur_sigma).abs().clamp_min(1e-3))
