@@ -87,3 +87,17 @@ def test_the_broadcast_sampling_grid_is_torchs_affine_grid(size):
     expected = F.affine_grid(theta, [64, 1, *size], align_corners=False)
     # equal where it was written (AMD EPYC); a matmul kernel that fuses multiply and add may round differently
     assert torch.allclose(affine_grid(theta, *size), expected, rtol=0, atol=1e-6)
+
+
+def test_the_pixel_chunk_size_changes_no_number(monkeypatch):
+    from zskd_plugin import augment
+
+    images = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for chunk in (7, 40, 1000):  # a ragged last chunk, one chunk, less than a chunk
+        monkeypatch.setattr(augment, "_PIXEL_CHUNK", chunk)
+        aug = ImpressionAugment(degrees=20, translate=0.1, scale=0.1, hflip=0.5, blur_sigma=2.0, contrast=0.5,
+                                generator=torch.Generator().manual_seed(1))  # fmt: skip
+        outputs.append(aug(images))
+    assert all(torch.equal(outputs[0], out) for out in outputs[1:])
+    assert not torch.equal(outputs[0][:7], outputs[0][7:14])  # the images got their own draws

@@ -23,6 +23,7 @@ from .validation import check_number
 __all__ = ["IMAGE_FITS", "ImpressionAugment", "affine_grid", "fit_to_size", "gaussian_blur_per_image"]
 
 IMAGE_FITS = ("pad", "resize")
+_PIXEL_CHUNK = 512  # images warped, blurred and dimmed at a time
 
 
 def fit_to_size(images: Tensor, size: tuple[int, int], fit: str = "pad", fill: Tensor | float = 0.0) -> Tensor:
@@ -126,12 +127,22 @@ class ImpressionAugment:
         tx, ty = 2 * self._uniform(n, self.translate), 2 * self._uniform(n, self.translate)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([flip * cos, -sin, tx], 1), torch.stack([flip * sin, cos, ty], 1)], 1)
-        grid = affine_grid(theta.to(batch), *batch.shape[-2:])
-        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if self.blur_sigma > 0:
-            out = gaussian_blur_per_image(out, self._uniform(n, self.blur_sigma).abs().clamp_min(1e-3))
-        if self.contrast > 0:
-            out = out * (1.0 - self._uniform(n, self.contrast).abs()).to(out).view(n, 1, 1, 1)
+        sigma = self._uniform(n, self.blur_sigma).abs().clamp_min(1e-3) if self.blur_sigma > 0 else None
+        factor = (1.0 - self._uniform(n, self.contrast).abs()) if self.contrast > 0 else None
+        # every draw above, in this order, for the whole batch; the pixels below in chunks whose temporaries stay in
+        # the CPU's caches (a pass over 21,600 32x32 images at once took ~1.7x as long); each image's pixels depend
+        # on its own draws only, so the chunk size changes no number
+        out = torch.empty_like(batch)
+        for start in range(0, n, _PIXEL_CHUNK):
+            part = slice(start, start + _PIXEL_CHUNK)
+            chunk = batch[part]
+            grid = affine_grid(theta[part].to(chunk), *chunk.shape[-2:])
+            warped = F.grid_sample(chunk, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if sigma is not None:
+                warped = gaussian_blur_per_image(warped, sigma[part])
+            if factor is not None:
+                warped = warped * factor[part].to(warped).view(-1, 1, 1, 1)
+            out[part] = warped
         return out if images.dim() == 4 else out[0]
 
     def __repr__(self) -> str:
