@@ -5,7 +5,7 @@ On a CPU, PyTorch's ``max_pool2d`` with few channels and small images runs far b
 computes the indices of the maxima for a backward pass even when none follows. A chain of ``torch.maximum`` over
 the window's k x k strided views gives the same output without them; :class:`MaxPool2d` takes that path when no
 gradient flows through the layer (a distillation teacher's forward, evaluation, stored teacher outputs) and keeps
-``nn.MaxPool2d``'s own kernel, and so its backward, when one does. Measured: ``benchmarks/pooling_speed.py``
+``nn.MaxPool2d``'s own kernel, and so its backward, when one does. Measured: ``benchmarks/kernel_speed.py``
 (docs/performance.md).
 """
 
