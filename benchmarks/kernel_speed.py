@@ -64,10 +64,10 @@ def tasks(model: nn.Module, batch: int, channels: int, size: int) -> dict[str, C
         return model.get_classifier().weight.grad.clone()
 
     def synthesis_step() -> torch.Tensor:
-        flags = [p.requires_grad_(False) for p in model.parameters()]
+        frozen = [p.requires_grad_(False) for p in model.parameters()]  # all of them required grad
         image = x.clone().requires_grad_(True)
         F.cross_entropy(model(image), labels).backward()
-        for p in flags:
+        for p in frozen:
             p.requires_grad_(True)
         return image.grad
 
