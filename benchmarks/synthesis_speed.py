@@ -107,15 +107,19 @@ class Row:
     peak_share: float  # of the matmul probe's peak in the row's precision
 
 
+def reference_loss(teacher, x, targets, mean, std, tau: float) -> torch.Tensor:
+    """The paper's synthesis loss on a batch: cross-entropy of the teacher's softened output against the targets."""
+    logits = teacher((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
+    return -(targets * F.log_softmax(logits / tau, dim=1)).sum()
+
+
 def reference_batch(teacher, targets, init, mean, std, iters: int, lr: float, tau: float) -> tuple[torch.Tensor, int]:
     """The straightforward loop: fp32, eager, torch.optim.Adam, clamp to [0, 1]."""
     x = init.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
-    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     for _ in range(iters):
         opt.zero_grad()
-        loss = -(targets * F.log_softmax(teacher((x - mean) / std) / tau, dim=1)).sum()
-        loss.backward()
+        reference_loss(teacher, x, targets, mean, std, tau).backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
@@ -125,10 +129,9 @@ def reference_batch(teacher, targets, init, mean, std, iters: int, lr: float, ta
 def flops_per_image_step(teacher, targets, init, mean, std, tau: float) -> float:
     """Matmul and convolution FLOPs of one synthesis step (teacher forward, backward to the input) per image."""
     x = init.clone().requires_grad_(True)
-    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
 
     def step() -> None:
-        (-(targets * F.log_softmax(teacher((x - mean) / std) / tau, dim=1)).sum()).backward()
+        reference_loss(teacher, x, targets, mean, std, tau).backward()
 
     return count_flops(step) / x.shape[0]
 

@@ -48,13 +48,29 @@ def test_reading_an_item_twice_refreshes_only_what_was_served():
 def test_batch_transform_then_per_item_transform_through_a_data_loader():
     ds = _dataset(n=64, batch_transform=CountingNoise(), transform=lambda image: image * 2)
     loader = DataLoader(ds, sampler=RandomSampler(ds), batch_size=16)
+    passes = []
     for _ in range(3):  # epochs
-        seen = []
+        seen, views = [], []
         for images, targets in loader:
             assert images.shape == (16, 1, 4, 4) and targets.shape == (16, 3)
-            seen += (images[:, 0, 0, 0] / 2).round().long().tolist()
+            index = (images[:, 0, 0, 0] / 2).round().long()
+            assert torch.equal(targets, torch.nn.functional.one_hot(index % 3, 3).float())  # each image's own target
+            seen += index.tolist()
+            views.append(images[index.argsort()])
         assert sorted(seen) == list(range(64))
-    assert ds.batch_transform.calls == [64, 64, 64]
+        passes.append(torch.cat(views))
+    # the loader reads whole batches (__getitems__): one batched call per batch, on that batch's images alone, and
+    # no whole-set copy kept; each pass is a new draw
+    assert ds.batch_transform.calls == [16] * 12 and ds._transformed is None
+    assert not torch.equal(passes[0], passes[1])
+
+
+def test_a_batched_read_gives_argmax_labels_and_plain_items_without_a_batch_transform():
+    noisy = _dataset(batch_transform=CountingNoise(), label_mode="argmax")
+    assert [label for _, label in noisy.__getitems__([5, 1])] == [2, 1]
+    plain = _dataset()
+    for (image, target), i in zip(plain.__getitems__([7, 2]), (7, 2)):
+        assert torch.equal(image, plain[i][0]) and torch.equal(target, plain[i][1])
 
 
 def test_without_batch_transform_items_are_the_stored_images():

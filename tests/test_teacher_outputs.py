@@ -24,7 +24,12 @@ from zskd_plugin.app.cli import main
 from zskd_plugin.app.runner import load_model
 from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.dataset import DataImpressionDataset
-from zskd_plugin.teacher_outputs import SUPP_KEY, TeacherOutputDataset, compute_teacher_outputs
+from zskd_plugin.teacher_outputs import (
+    SUPP_KEY,
+    PerBatchTeacherOutputDataset,
+    TeacherOutputDataset,
+    compute_teacher_outputs,
+)
 
 
 def _impressions(batch_transform=None, n: int = 37) -> DataImpressionDataset:
@@ -98,6 +103,74 @@ def test_the_wrapper_builds_its_teacher_without_moving_the_runs_random_stream(tm
         DATASET_WRAPPER_DICT[WRAPPER_KEY](data, teacher="conftest.TinyTeacher")
 
 
+def test_per_batch_outputs_are_the_teachers_on_the_views_served_with_them():
+    teacher = make_tiny_teacher().train()
+    data = _impressions(batch_transform=ImpressionAugment(degrees=15, translate=0.1, contrast=0.5))
+    per_batch = PerBatchTeacherOutputDataset(data, teacher)
+    assert not teacher.training  # outputs as the teacher predicts, not with batch statistics
+    torch.manual_seed(1)
+    items = per_batch.__getitems__([3, 0, 36])
+    torch.manual_seed(1)
+    views = data.__getitems__([3, 0, 36])  # the same draws: the wrapper reads its batch as the loader would
+    samples = torch.stack([view for view, _ in views])
+    assert all(torch.equal(item[0], view) for item, (view, _) in zip(items, views))
+    assert torch.equal(items[2][1], data.targets[36])
+    with torch.no_grad():
+        expected = teacher(samples)
+    outputs = torch.stack([item[2][SUPP_KEY] for item in items])
+    assert not outputs.requires_grad and not outputs.is_inference()  # a loss may save them for its backward
+    torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-4)
+    again = per_batch.__getitems__([3, 0, 36])  # the augmentation draws again: new views, their own outputs
+    assert not torch.equal(again[0][0], items[0][0]) and not torch.equal(again[0][2][SUPP_KEY], outputs[0])
+
+
+def test_per_batch_outputs_on_a_dataset_read_item_by_item_keep_its_supplementary_dict():
+    class WithSupp(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.full((1, 8, 8), float(i)), i, {"pos_idx": i}
+
+    teacher = make_tiny_teacher()
+    sample, target, supp = PerBatchTeacherOutputDataset(WithSupp(), teacher)[4]
+    assert target == 4 and supp["pos_idx"] == 4
+    with torch.no_grad():
+        torch.testing.assert_close(supp[SUPP_KEY], teacher(sample[None])[0], rtol=1e-5, atol=1e-4)
+
+
+def test_per_batch_outputs_on_cuda_in_a_worker_process_are_refused_naming_the_fix(monkeypatch):
+    per_batch = PerBatchTeacherOutputDataset(_impressions(), make_tiny_teacher(), device="cuda")
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())  # as inside a DataLoader worker
+    with pytest.raises(RuntimeError, match=r"num_workers: 0.*device: 'cpu'"):
+        per_batch[0]
+
+
+def _loader_outputs(per_batch: PerBatchTeacherOutputDataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        per_batch, batch_size=8, shuffle=True, num_workers=1, persistent_workers=True, prefetch_factor=2
+    )
+    views, outputs = [], []
+    for _ in range(2):  # two passes through one persistent worker
+        for x, _, supp in loader:
+            views.append(x)
+            outputs.append(supp[SUPP_KEY])
+    return torch.cat(views), torch.cat(outputs)
+
+
+def test_a_worker_process_computes_per_batch_outputs_reproducibly():
+    teacher = make_tiny_teacher()
+    per_batch = PerBatchTeacherOutputDataset(_impressions(batch_transform=ImpressionAugment(degrees=15)), teacher)
+    views, outputs = _loader_outputs(per_batch, seed=0)
+    assert views.shape == (74, 1, 8, 8)  # 37 items, two passes
+    assert not torch.equal(views[:37].sort(0).values, views[37:].sort(0).values)  # each pass draws new views
+    with torch.no_grad():
+        torch.testing.assert_close(outputs, teacher(views), rtol=1e-5, atol=1e-4)
+    views_again, outputs_again = _loader_outputs(per_batch, seed=0)
+    assert torch.equal(views_again, views) and torch.equal(outputs_again, outputs)
+
+
 def _with_teacher_outputs(text: str, wrapper: str, proc: str) -> str:
     """A shipped config's text with its stored-output dataset_wrapper line and its teacher forward_proc replaced."""
     text = re.sub(r"    dataset_wrapper: \{key: '" + WRAPPER_KEY + "'.*", f"    {wrapper}", text)
@@ -140,6 +213,23 @@ def test_torchdistill_trains_the_same_student_with_stored_teacher_outputs(tmp_pa
     plain = _train_losses(_plain_variant(path), steps=3)
     assert plain[0] != plain[2]  # the student moved
     torch.testing.assert_close(torch.tensor(stored), torch.tensor(plain), rtol=0, atol=1e-4)
+
+
+def test_torchdistill_trains_the_same_student_with_per_batch_teacher_outputs(tmp_path, mnist_root):
+    config = REPO / "yaml_configs" / "mnist" / "zskd-lenet5_half_from_lenet5-quick.yaml"
+    path = shrink_config(config, tmp_path, DATA_ROOT, {r"num_impressions: \d+": "num_impressions: 900"})  # 3 batches
+    write_random_teacher(path)
+    assert main(["synthesize", "--config", str(path)]) == 0
+    wrapper = f"dataset_wrapper: {{key: '{WRAPPER_KEY}', kwargs: {{teacher: *teacher_model, per_batch: true}}}}"
+    text = path.read_text().replace("    dataset_id: *zskd_train\n", f"    dataset_id: *zskd_train\n    {wrapper}\n")
+    text = _with_teacher_outputs(text, wrapper, FORWARD_PROC_KEY)
+    per_batch = path.with_name("per-batch-" + path.name)
+    per_batch.write_text(text)
+    assert "per_batch: true" in text
+    # one process, the same random stream: the same augmented views, the teacher run in the loader instead
+    plain = _train_losses(path, steps=3)
+    assert plain[0] != plain[2]  # the student moved
+    torch.testing.assert_close(torch.tensor(_train_losses(per_batch, steps=3)), torch.tensor(plain), rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -52,12 +52,13 @@ class DataImpressionDataset(Dataset):
     Two ways to transform images, usable together (``batch_transform`` first):
 
     * ``transform`` runs on one image each time an item is read, as in any torchvision dataset;
-    * ``batch_transform`` runs on many images at once: the dataset keeps a transformed copy of every image and
-      serves each copy once; reading an item whose copy was already served first re-transforms, in one batched
-      call, every image whose copy was served. With a sampler that visits each item once per epoch that is one
-      batched call per epoch, and every read still gets fresh random draws. It must accept a (B, C, H, W) batch
-      and draw independently per image (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's
-      ``Normalize`` accepts batches too).
+    * ``batch_transform`` runs on many images at once, with fresh random draws on every read. A ``DataLoader``
+      reads a whole batch at a time (:meth:`__getitems__`) and the transform runs on that batch. Single reads
+      (``dataset[i]``) share a transformed copy of every image: each copy is served once, and reading an item
+      whose copy was already served first re-transforms, in one batched call, every image whose copy was served
+      (one call per epoch when each item is read once per epoch). It must accept a (B, C, H, W) batch and draw
+      independently per image (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's ``Normalize``
+      accepts batches too).
 
     Args:
         images: (N, C, H, W) float32 pixel-space images in [0, 1].
@@ -117,6 +118,24 @@ class DataImpressionDataset(Dataset):
             self._transformed = torch.empty((len(self), *fresh.shape[1:]), dtype=fresh.dtype)
         self._transformed[index] = fresh
         self._served[index] = False
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, Tensor | int]]:
+        """The items at ``indices``, read as one batch (PyTorch's ``DataLoader`` calls this for each batch).
+
+        With a ``batch_transform`` drawn afresh (``fixed_views: 0``), it runs on this batch's images alone, with new
+        draws: each read of an item still gets its own random view, the whole-set copy is not kept, and the work is
+        done where the batch is read, so a ``DataLoader`` worker process (``num_workers``) can do it while the
+        model trains. Otherwise the same as reading each item.
+        """
+        if self.batch_transform is None:
+            return [self[index] for index in indices]
+        index = torch.as_tensor(indices, dtype=torch.long)
+        images = self.batch_transform(self.images[index])
+        if self.transform is not None:
+            images = torch.stack([self.transform(image) for image in images])
+        targets = self.targets[index]
+        labels = targets.argmax(1).tolist() if self.label_mode == "argmax" else targets
+        return list(zip(images, labels))
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor | int]:
         if self.batch_transform is None:

@@ -1,12 +1,15 @@
-"""The teacher's outputs on a transfer set whose items never change, computed once instead of every epoch.
+"""The teacher's outputs on the transfer set, computed apart from the student's training step.
 
 Distillation runs the teacher's forward pass on every batch of every epoch. When the transfer set has no random
 transform (each read of an item returns the same tensor, as in the MNIST timm pipeline: Data Impressions with only
 ``Normalize``), the teacher's output on an item is the same every epoch, so it can be computed once before training
-and read back with the item. The data flow stays one way: transfer set -> teacher outputs -> distillation loss.
+and read back with the item (:class:`TeacherOutputDataset`). When the items do change (fresh augmentation on every
+pass), :class:`PerBatchTeacherOutputDataset` runs the teacher as each batch is read instead: in a ``DataLoader``
+worker process, that is beside the student's step rather than before it. The data flow stays one way: transfer set
+-> teacher outputs -> distillation loss.
 
-:class:`TeacherOutputDataset` yields ``(sample, target, {"teacher_output": logits})``; the registry layer wires it
-into torchdistill as a dataset wrapper and a teacher forward process that returns those stored logits.
+Both yield ``(sample, target, {"teacher_output": logits})``; the registry layer wires them into torchdistill as a
+dataset wrapper and a teacher forward process that returns those logits.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from .progress import ProgressBar
 from .teacher import check_logits
 from .validation import check_int
 
-__all__ = ["SUPP_KEY", "TeacherOutputDataset", "check_fixed_items", "compute_teacher_outputs"]
+__all__ = [
+    "SUPP_KEY",
+    "PerBatchTeacherOutputDataset",
+    "TeacherOutputDataset",
+    "check_fixed_items",
+    "compute_teacher_outputs",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -116,8 +125,54 @@ class TeacherOutputDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[object, object, dict[str, object]]:
-        item = self.dataset[index]
-        sample, target = item[0], item[1]
-        supp = dict(item[2]) if len(item) == 3 else {}
-        supp[SUPP_KEY] = self.outputs[index]
-        return sample, target, supp
+        return _with_output(self.dataset[index], self.outputs[index])
+
+
+def _with_output(item: Sequence[object], output: Tensor) -> tuple[object, object, dict[str, object]]:
+    supp = dict(item[2]) if len(item) == 3 else {}
+    supp[SUPP_KEY] = output
+    return item[0], item[1], supp
+
+
+class PerBatchTeacherOutputDataset(Dataset):
+    """Each item of ``dataset`` with the teacher's output on it, computed when the item's batch is read.
+
+    For transfer sets that change on every read (random augmentation). ``DataLoader`` reads a batch through
+    :meth:`__getitems__`: the items (batched too where ``dataset`` has ``__getitems__``, as
+    :class:`~zskd_plugin.dataset.DataImpressionDataset` does), then one teacher forward pass on their stacked
+    samples, in eval mode and without gradients. With ``num_workers >= 1`` all of that runs in the worker
+    processes, beside the student's step in the main one; with ``num_workers: 0`` it is the usual teacher forward
+    pass, moved from the training step to the loader.
+
+    Args:
+        dataset: the transfer set, yielding ``(sample, target)`` or ``(sample, target, supp_dict)``.
+        model: the teacher; switched to eval mode here.
+        device: where the teacher runs. Keep ``cpu`` with worker processes: a forked worker cannot use CUDA.
+    """
+
+    def __init__(self, dataset: Dataset, model: nn.Module, device: str | torch.device = "cpu") -> None:
+        self.dataset = dataset
+        self.model = model.eval()
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _outputs(self, samples: Tensor) -> Tensor:
+        if self.device.type == "cuda" and torch.utils.data.get_worker_info() is not None:
+            raise RuntimeError(
+                "per-batch teacher outputs on CUDA cannot run in a DataLoader worker process; set the train loader's "
+                "num_workers: 0, or give the dataset wrapper device: 'cpu'"
+            )
+        with torch.no_grad():  # not inference_mode: the loss saves these outputs for its backward pass
+            logits = check_logits(self.model(samples.to(self.device)), "teacher")
+        return logits.float().cpu()
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[object, object, dict[str, object]]]:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
+        samples = torch.stack([_sample(item, f"item {i}") for i, item in zip(indices, items)])
+        return [_with_output(item, output) for item, output in zip(items, self._outputs(samples))]
+
+    def __getitem__(self, index: int) -> tuple[object, object, dict[str, object]]:
+        return self.__getitems__([index])[0]
