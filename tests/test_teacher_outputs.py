@@ -24,6 +24,7 @@ from zskd_plugin.app.cli import main
 from zskd_plugin.app.runner import load_model
 from zskd_plugin.augment import ImpressionAugment
 from zskd_plugin.dataset import DataImpressionDataset
+from zskd_plugin.losses import zskd_kd_loss
 from zskd_plugin.teacher_outputs import (
     SUPP_KEY,
     PerBatchTeacherOutputDataset,
@@ -215,7 +216,7 @@ def test_torchdistill_trains_the_same_student_with_stored_teacher_outputs(tmp_pa
     torch.testing.assert_close(torch.tensor(stored), torch.tensor(plain), rtol=0, atol=1e-4)
 
 
-def test_torchdistill_trains_the_same_student_with_per_batch_teacher_outputs(tmp_path, mnist_root):
+def test_torchdistill_trains_on_per_batch_teacher_outputs_from_a_worker_process(tmp_path, mnist_root):
     config = REPO / "yaml_configs" / "mnist" / "zskd-lenet5_half_from_lenet5-quick.yaml"
     path = shrink_config(config, tmp_path, DATA_ROOT, {r"num_impressions: \d+": "num_impressions: 900"})  # 3 batches
     write_random_teacher(path)
@@ -223,13 +224,28 @@ def test_torchdistill_trains_the_same_student_with_per_batch_teacher_outputs(tmp
     wrapper = f"dataset_wrapper: {{key: '{WRAPPER_KEY}', kwargs: {{teacher: *teacher_model, per_batch: true}}}}"
     text = path.read_text().replace("    dataset_id: *zskd_train\n", f"    dataset_id: *zskd_train\n    {wrapper}\n")
     text = _with_teacher_outputs(text, wrapper, FORWARD_PROC_KEY)
-    per_batch = path.with_name("per-batch-" + path.name)
-    per_batch.write_text(text)
-    assert "per_batch: true" in text
-    # one process, the same random stream: the same augmented views, the teacher run in the loader instead
-    plain = _train_losses(path, steps=3)
-    assert plain[0] != plain[2]  # the student moved
-    torch.testing.assert_close(torch.tensor(_train_losses(per_batch, steps=3)), torch.tensor(plain), rtol=1e-5, atol=0)
+    loader_kwargs = "kwargs: {batch_size: 256, num_workers: 0, drop_last: False}\n  val_data_loader"
+    assert loader_kwargs in text
+    worker = loader_kwargs.replace("num_workers: 0", "num_workers: 1, persistent_workers: True")
+    text = text.replace(loader_kwargs, worker)
+    path.write_text(text)
+    cfg = yaml_util.load_yaml_file(str(path))
+    import_dependencies(cfg.get("dependencies"))
+    teacher, student = load_model(cfg["models"]["teacher_model"]), load_model(cfg["models"]["student_model"])
+    box = get_distillation_box(teacher, student, cfg["datasets"], cfg["train"], torch.device("cpu"), None, False, 1)
+    assert box.train_data_loader.num_workers == 1
+    box.pre_epoch_process(epoch=0)
+    losses = []
+    for x, targets, supp in box.train_data_loader:
+        with torch.no_grad():  # what the teacher gives on the very views the student trains on, and the loss on them
+            expected_outputs = teacher.eval()(x)
+            expected_loss = zskd_kd_loss(student(x), expected_outputs, 20.0)
+        torch.testing.assert_close(supp[SUPP_KEY], expected_outputs, rtol=1e-5, atol=1e-5)
+        loss = box.forward_process(x, targets, supp)
+        torch.testing.assert_close(loss.detach(), expected_loss, rtol=1e-6, atol=1e-6)
+        box.post_forward_process(loss=loss)
+        losses.append(loss.item())
+    assert len(losses) == 4 and len(set(losses)) == 4  # 810 training DIs in batches of 256; the student moved
 
 
 @pytest.mark.parametrize(

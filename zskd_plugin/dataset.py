@@ -53,10 +53,11 @@ class DataImpressionDataset(Dataset):
 
     * ``transform`` runs on one image each time an item is read, as in any torchvision dataset;
     * ``batch_transform`` runs on many images at once, with fresh random draws on every read. A ``DataLoader``
-      reads a whole batch at a time (:meth:`__getitems__`) and the transform runs on that batch. Single reads
-      (``dataset[i]``) share a transformed copy of every image: each copy is served once, and reading an item
-      whose copy was already served first re-transforms, in one batched call, every image whose copy was served
-      (one call per epoch when each item is read once per epoch). It must accept a (B, C, H, W) batch and draw
+      on this dataset reads a whole batch at a time (:meth:`__getitems__`) and the transform runs on that batch.
+      Single reads (``dataset[i]``, as through torchdistill's default dataset wrapper) share a transformed copy of
+      every image: each copy is served once, and reading an item whose copy was already served first
+      re-transforms, in one batched call, every image whose copy was served (one call per epoch when each item is
+      read once per epoch). It must accept a (B, C, H, W) batch and draw
       independently per image (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's ``Normalize``
       accepts batches too).
 
