@@ -57,9 +57,8 @@ class DataImpressionDataset(Dataset):
       Single reads (``dataset[i]``, as through torchdistill's default dataset wrapper) share a transformed copy of
       every image: each copy is served once, and reading an item whose copy was already served first
       re-transforms, in one batched call, every image whose copy was served (one call per epoch when each item is
-      read once per epoch). It must accept a (B, C, H, W) batch and draw
-      independently per image (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's ``Normalize``
-      accepts batches too).
+      read once per epoch). It must accept a (B, C, H, W) batch and draw independently per image
+      (:class:`~zskd_plugin.augment.ImpressionAugment` does; torchvision's ``Normalize`` accepts batches too).
 
     Args:
         images: (N, C, H, W) float32 pixel-space images in [0, 1].
