@@ -412,3 +412,17 @@ def test_the_control_row_reads_the_test_sets_data_set_in_pixel_space():
     tree["train"]["criterion"]["kwargs"]["sub_terms"]["zskd"]["criterion"]["kwargs"]["target_weight"] = 0.5
     with pytest.raises(ValueError, match="target_weight 0"):
         bench_derive.real_transfer_edit(0)(tree)
+
+
+def test_deepinversion_tv_is_the_batch_l2_norm_of_four_neighbour_differences():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from deepinversion_tv import deepinversion_tv
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    z = torch.zeros(3, 1, 5, 5)
+    assert deepinversion_tv(z + 0.7).item() == 0.0  # flat images
+    z[1, 0, 2, 2] = 1.0  # one interior pixel: each direction's differences hold +1 and -1 once
+    assert deepinversion_tv(z).item() == pytest.approx(4 * 2**0.5)
+    z[2, 0, 2, 2] = 1.0  # a second image: one L2 norm over the batch, not a sum of per-image norms
+    assert deepinversion_tv(z).item() == pytest.approx(4 * 4**0.5)
