@@ -426,3 +426,82 @@ def test_deepinversion_tv_is_the_batch_l2_norm_of_four_neighbour_differences():
     assert deepinversion_tv(z).item() == pytest.approx(4 * 2**0.5)
     z[2, 0, 2, 2] = 1.0  # a second image: one L2 norm over the batch, not a sum of per-image norms
     assert deepinversion_tv(z).item() == pytest.approx(4 * 4**0.5)
+
+
+@pytest.mark.parametrize(("suite", "views"), [("fashion-mnist-timm-student", 120), ("mnist-timm-student", 60)])
+def test_a_timm_student_suite_trains_its_student_in_every_student_row_on_the_timm_suites_dis(
+    tmp_path: Path, suite: str, views: int
+):
+    student_suite = benchmark.SUITES[suite]
+    teacher_suite = benchmark.SUITES[student_suite.teacher_suite]
+    quick = benchmark.SCALES["quick"]
+    scale, lenet_scale = benchmark.suite_scale(student_suite, quick), benchmark.suite_scale(teacher_suite, quick)
+    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, 648_000, 3)  # a quarter of the images
+    plans = benchmark.plan_rows(student_suite, scale, REPO)
+    lenet_plans = benchmark.plan_rows(teacher_suite, lenet_scale, REPO)
+    assert [p.name for p in plans] == [p.name for p in lenet_plans]
+    budget, lenet_budget = bench_plan.shared_budget(plans, scale), bench_plan.shared_budget(lenet_plans, lenet_scale)
+    assert budget.training == lenet_budget.training  # the ZSKD config's optimiser, schedule and batch size
+    timm_student = {"key": "timm_model", "kwargs": {"model_name": "lcnet_035", "num_classes": 10, "in_chans": 1}}
+    shipped = load_config_tree(plans[0].template)["models"]["model"]["dst_ckpt"]
+    ckpt = (shipped, "./resource/ckpt/benchmark/shared/teacher.pt")
+    for plan, lenet_plan in zip(plans[:8], lenet_plans[:8]):
+        config = bench_run.row_config(plan, scale, tmp_path / "s", "zskd train", ckpt, budget)
+        lenet = bench_run.row_config(lenet_plan, lenet_scale, tmp_path / "l", "zskd train", ckpt, lenet_budget)
+        config.write()
+        lenet.write()
+        tree, lenet_tree = load_config_tree(config.path), load_config_tree(lenet.path)
+        if plan.row == "teacher":  # the same teacher config: the suite reads the timm suite's teacher row
+            assert render_config(tree) == render_config(lenet_tree)
+            continue
+        model = tree["models"]["model" if plan.row == "student-ce" else "student_model"]
+        assert {k: model[k] for k in ("key", "kwargs")} == timm_student
+        assert plan.label == f"{lenet_plan.label}; student lcnet_035"  # the table says which student
+        lenet_model = lenet_tree["models"]["model" if plan.row == "student-ce" else "student_model"]
+        assert lenet_model["key"] == "lenet5_half"
+        assert tree["models"].get("teacher_model") == lenet_tree["models"].get("teacher_model")
+        # the same Data Impressions (one store for both students), seen a quarter as often
+        found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
+        lenet_found = [
+            c["init"]["kwargs"] for c in find_calls(lenet_tree, "zskd_plugin.registry.datasets.data_impression_dataset")
+        ]
+        keys = ("teacher", "num_impressions", "seed", "synthesis", "dirichlet", "targets", "fixed_views")
+        assert [{k: kw.get(k) for k in keys} for kw in found] == [{k: kw.get(k) for k in keys} for kw in lenet_found]
+        per_epoch = 55000 if plan.row in ("student-ce", "kd") else 1800 * views  # real images or fixed views
+        assert tree["train"]["num_epochs"] == round(648_000 / per_epoch)
+        assert lenet_tree["train"]["num_epochs"] == round(2_592_000 / per_epoch)
+
+
+def test_a_timm_student_suite_reads_the_timm_suites_teacher_row_and_never_trains_a_teacher(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake = _FakePipeline()
+    monkeypatch.setattr(bench_run, "run_pipeline", fake)
+
+    def run(suite: str, only: list[str] | None = None, report_only: bool = False) -> dict:
+        return benchmark.run_suite(suite, "tiny", "results", only=only, configs_root=REPO, report_only=report_only)
+
+    with pytest.raises(
+        FileNotFoundError, match="mnist-timm suite.s teacher.*--suite mnist-timm --scale tiny .*--only teacher"
+    ):
+        run("mnist-timm-student", ["kd"])
+    assert fake.calls == [] and not Path("results/mnist-timm-tiny").exists()  # nothing trained, nothing written
+    run("mnist-timm", ["teacher"])
+    report = run("mnist-timm-student", ["kd"])
+    assert fake.calls == ["teacher-seed0", "kd-seed0"]  # the student suite trained its student only
+    teacher_record = json.loads(Path("results/mnist-timm-tiny/rows/teacher-seed0.json").read_text())
+    assert report["rows"]["teacher"]["runs"] == [teacher_record] and report["stale"] == []
+    assert (
+        json.loads(Path("results/mnist-timm-student-tiny/rows/kd-seed0.json").read_text())["teacher_sha256"]
+        == (teacher_record["checkpoint_sha256"])
+    )
+    assert not Path("results/mnist-timm-student-tiny/rows/teacher-seed0.json").exists()
+    kd = load_config_tree("results/mnist-timm-student-tiny/configs/kd-seed0.yaml")["models"]
+    assert kd["teacher_model"]["src_ckpt"] == "./resource/ckpt/benchmark/mnist-timm-tiny/teacher.pt"
+    assert kd["student_model"]["kwargs"]["model_name"] == "lcnet_035"
+
+    # the timm suite's teacher trained again with other weights: the student rows leave the table, none runs
+    fake.teacher_weight = 2.0
+    Path("resource/ckpt/benchmark/mnist-timm-tiny/teacher.pt").unlink()
+    run("mnist-timm", ["teacher"])
+    fake.calls.clear()
+    assert run("mnist-timm-student", report_only=True)["stale"] == ["kd-seed0"] and fake.calls == []

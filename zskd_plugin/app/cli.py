@@ -58,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "teacher's (teacher, KD, ZSKD without and with the BN prior, DeepInversion, noise)",
     )
     bench.add_argument(
-        "--suite", required=True, choices=["mnist", "fashion-mnist", "mnist-timm", "fashion-mnist-timm", "cifar10"]
-    )
+        "--suite",
+        required=True,
+        choices=["mnist", "fashion-mnist", "mnist-timm", "fashion-mnist-timm", "mnist-timm-student",
+                 "fashion-mnist-timm-student", "cifar10"],
+        help="the -timm-student suites train a timm student (lcnet_035) from the -timm suite's teacher",
+    )  # fmt: skip
     bench.add_argument(
         "--scale",
         default="quick",

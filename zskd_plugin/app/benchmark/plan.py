@@ -39,9 +39,9 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     n_release = scale.release_impressions or n_zskd
     subset = subset_edit(scale.real_train_subset)
 
-    # the student as the ZSKD config builds it (key and kwargs): a teacher template's kwargs (a timm teacher's
-    # model_name, pretrained, in_chans) do not fit the student's constructor
-    student = load_config_tree(d / suite.zskd)["models"]["student_model"]
+    # the student as the ZSKD config builds it (key and kwargs), or the suite's own: a teacher template's kwargs (a
+    # timm teacher's model_name, pretrained, in_chans) do not fit the student's constructor
+    student = suite.student or load_config_tree(d / suite.zskd)["models"]["student_model"]
 
     def student_ce(tree: dict[str, Any]) -> None:
         model = tree["models"]["model"]
@@ -105,7 +105,32 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
             rows.append(
                 RowPlan("zskd-sweep", f"ZSKD, our settings, {n} DIs", zskd, 0, zskd_edit(n, 0, ours_syn, None), n)
             )
+    if suite.student:  # the distillation rows train the suite's student in their configs' student_model
+        name = (suite.student.get("kwargs") or {}).get("model_name", suite.student["key"])
+        for plan in rows[1:]:
+            plan.label += f"; student {name}"
+            if plan.row != "student-ce":
+                plan.edit = _then(plan.edit, _swap_student(suite.student))
     return rows
+
+
+def _swap_student(student: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(tree: dict[str, Any]) -> None:
+        model = tree["models"]["student_model"]
+        model["key"] = student["key"]
+        model["kwargs"] = copy.deepcopy(student.get("kwargs"))
+
+    return edit
+
+
+def _then(
+    first: Callable[[dict[str, Any]], None], second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def edit(tree: dict[str, Any]) -> None:
+        first(tree)
+        second(tree)
+
+    return edit
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ..yaml_tree import find_calls, load_config_tree, render_config
 from .derive import IMPRESSION_BUILDER, redirect_teacher, set_dst, set_epochs, set_shared_training, train_size
 from .plan import Budget, RowPlan, plan_rows, shared_budget
 from .report import build_report, markdown, plot
-from .suites import SCALES, SUITES, Scale, suite_scale
+from .suites import SCALES, SUITES, Scale, Suite, suite_scale
 
 _logger = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ def run_suite(
     """Run (or resume) every row of a suite and write ``<out_root>/<suite>[-<scale>].json``, ``.md`` and ``.png``.
 
     Args:
-        suite_name: ``mnist``, ``fashion-mnist``, ``mnist-timm``, ``fashion-mnist-timm`` (or ``cifar10``).
+        suite_name: ``mnist``, ``fashion-mnist``, ``mnist-timm``, ``fashion-mnist-timm``, their ``-student``
+            suites (a timm student from the same teacher, which must be measured in its own suite first) or
+            ``cifar10``.
         scale_name: ``paper``, ``quick`` (CPU-sized, the default) or ``tiny`` (the test's).
         out_root: results folder; row configs and per-row results go to ``<out_root>/<suite>[-<scale>]/``.
         device: torch device of training; other than ``cpu``, also of synthesis (written into each row's config and
@@ -118,8 +120,12 @@ def run_suite(
             f"no {suite.config_dir}/ under {str(configs_root)!r}: the benchmark derives its rows from the repository's "
             "shipped configs; run it from the repository root or pass --configs-root <repository root>"
         )
-    stem = suite.name if scale.name == "paper" else f"{suite.name}-{scale.name}"
+    stem = _stem(suite, scale)
     out_dir = Path(out_root) / stem
+    teacher_dir = out_dir  # where the teacher row's config and record live: a teacher suite's own
+    if suite.teacher_suite:
+        teacher_suite = SUITES[suite.teacher_suite]
+        teacher_dir = Path(out_root) / _stem(teacher_suite, suite_scale(teacher_suite, SCALES[scale_name]))
     plans = plan_rows(suite, scale, configs_root)
     known = {p.row for p in plans}
     if report_only and only:
@@ -127,18 +133,26 @@ def run_suite(
     if only and not set(only) <= known:
         raise ValueError(f"unknown row(s) {sorted(set(only) - known)}; rows are {sorted(known)}")
     shipped_teacher = load_config_tree(plans[0].template)["models"]["model"]["dst_ckpt"]
-    teacher_ckpt = Path(f"./resource/ckpt/benchmark/{stem}/teacher.pt")  # each suite and scale trains its own
+    # each suite and scale trains its own teacher, unless it distils from another suite's
+    teacher_ckpt = Path(f"./resource/ckpt/benchmark/{teacher_dir.name}/teacher.pt")
     budget = shared_budget(plans, scale)
     results: list[dict[str, Any]] = []
     stale: list[str] = []
     teacher_sha: str | None = None  # weights of the teacher every student row is distilled from
     for plan in plans:
+        row_dir = teacher_dir if plan.row == "teacher" else out_dir
         config = row_config(
-            plan, scale, out_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget, device
+            plan, scale, row_dir, "zskd train", (shipped_teacher, f"./{teacher_ckpt.as_posix()}"), budget, device
         )
-        row_file = out_dir / "rows" / f"{plan.name}.json"
+        row_file = row_dir / "rows" / f"{plan.name}.json"
         previous = read_row(row_file)
         why = why_stale(plan, previous, config, None if report_only else teacher_ckpt, teacher_sha)
+        if why is not None and row_dir != out_dir and not report_only:  # another suite's teacher: not ours to train
+            raise FileNotFoundError(
+                f"{suite.name} distils from the {suite.teacher_suite} suite's teacher, whose row cannot be used "
+                f"({why}); measure it first: zskd benchmark --suite {suite.teacher_suite} --scale {scale.name}"
+                f"{_options(out_root, device, configs_root)} --only teacher"
+            )
         if why is None:
             assert previous is not None
             config.write()
@@ -153,15 +167,10 @@ def run_suite(
                 stale.append(plan.name)
             continue
         if plan.row != "teacher" and teacher_sha is None:
-            options = "".join(
-                f" {flag} {value}"
-                for flag, value, default in (("--out", out_root, "results"), ("--device", device, "cpu"),
-                                             ("--configs-root", configs_root, "."))
-                if str(value) != default
-            )  # fmt: skip
             raise FileNotFoundError(
                 f"the teacher row is not measured with its current config and checkpoint ({teacher_ckpt}); run it "
-                f"first: zskd benchmark --suite {suite.name} --scale {scale.name}{options} --only teacher"
+                f"first: zskd benchmark --suite {suite.name} --scale {scale.name}"
+                f"{_options(out_root, device, configs_root)} --only teacher"
             )
         if previous is not None:
             _logger.info("benchmark %s: %s runs again: %s", stem, plan.name, why)
@@ -202,6 +211,21 @@ def run_suite(
     (Path(out_root) / f"{stem}.md").write_text(markdown(report))
     plot(report, Path(out_root) / f"{stem}.png")
     return report
+
+
+def _stem(suite: Suite, scale: Scale) -> str:
+    """The name of a suite's results at a scale: ``<suite>-<scale>``, or ``<suite>`` at paper scale."""
+    return suite.name if scale.name == "paper" else f"{suite.name}-{scale.name}"
+
+
+def _options(out_root: str | Path, device: str, configs_root: str | Path) -> str:
+    """The command-line options that differ from their defaults, for a command the user is told to run."""
+    return "".join(
+        f" {flag} {value}"
+        for flag, value, default in (("--out", out_root, "results"), ("--device", device, "cpu"),
+                                     ("--configs-root", configs_root, "."))
+        if str(value) != default
+    )  # fmt: skip
 
 
 def read_row(row_file: Path) -> dict[str, Any] | None:

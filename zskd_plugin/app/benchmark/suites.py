@@ -15,6 +15,7 @@ __all__ = [
     "RELEASE_SYNTHESIS",
     "SCALES",
     "SUITES",
+    "TIMM_STUDENT",
     "Scale",
     "Suite",
     "suite_scale",
@@ -72,6 +73,11 @@ class Suite:
     seed_rows: tuple[str, ...] = ("zskd-release", "zskd-ours", "noise")
     sweep: bool = True  # the DI-count sweep of the scale's fractions
     scale_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per scale name: Scale fields
+    # a model block (key, kwargs) every student row trains instead of the ZSKD config's student_model
+    student: dict[str, Any] | None = None
+    # distil from this suite's teacher row (its recorded checkpoint) instead of training a teacher of its own, so the
+    # students sit beside that suite's on one teacher (and read the same DI stores)
+    teacher_suite: str | None = None
 
 
 def suite_scale(suite: Suite, scale: Scale) -> Scale:
@@ -93,6 +99,12 @@ _TIMM_ROWS = ("zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control")
 # Both suites distil on fixed augmented views whose teacher outputs are stored once, so their rows see the LeNet-5
 # suites' 2,592,000 images (with the teacher on every batch, the CPU allowed 108,000).
 _TIMM_QUICK = {"quick": {"zskd_impressions": 2000, "images": 2_592_000}}
+
+# A timm student beside LeNet-5-half, from the timm suites' teachers: LCNet at 0.35 width (timm's `lcnet_035`,
+# 0.38 M parameters), the cheapest per step of the small timm CNNs timed (results/student_step/timm_students.txt);
+# its training step costs ~9x LeNet-5-half's, so its rows see a quarter of the timm suites' images.
+TIMM_STUDENT = {"key": "timm_model", "kwargs": {"model_name": "lcnet_035", "num_classes": 10, "in_chans": 1}}
+_TIMM_STUDENT_QUICK = {"quick": {"zskd_impressions": 2000, "images": 648_000}}
 
 _ALEXNET_METHODS = tuple(
     (row, label, config.replace("lenet5_half_from_lenet5", "alexnet_cifar_half_from_alexnet_cifar"))
@@ -121,6 +133,20 @@ SUITES: dict[str, Suite] = {
         "zskd-lenet5_half_from_resnet10t_mnist.yaml",
         tuple((r, label, c.format("mnist")) for r, label, c in _TIMM_METHODS), 60000, 24000,
         flip=False, seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_QUICK,
+    ),
+    "fashion-mnist-timm-student": Suite(
+        "fashion-mnist-timm-student", "yaml_configs/timm", "ce-resnet10t_fashion_mnist.yaml",
+        "zskd-lenet5_half_from_resnet10t_fashion_mnist.yaml",
+        tuple((r, label, c.format("fashion_mnist")) for r, label, c in _TIMM_METHODS), 60000, 48000,
+        seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_STUDENT_QUICK, student=TIMM_STUDENT,
+        teacher_suite="fashion-mnist-timm",
+    ),
+    "mnist-timm-student": Suite(
+        "mnist-timm-student", "yaml_configs/timm", "ce-resnet10t_mnist.yaml",
+        "zskd-lenet5_half_from_resnet10t_mnist.yaml",
+        tuple((r, label, c.format("mnist")) for r, label, c in _TIMM_METHODS), 60000, 24000,
+        flip=False, seed_rows=_TIMM_ROWS, sweep=False, scale_overrides=_TIMM_STUDENT_QUICK, student=TIMM_STUDENT,
+        teacher_suite="mnist-timm",
     ),
     "cifar10": Suite(  # needs CIFAR-10 (torchvision download) and, in practice, a GPU
         "cifar10", "yaml_configs/cifar10", "ce-alexnet_cifar.yaml",
