@@ -169,9 +169,10 @@ RELEASE_SYNTHESIS.update(ENGINE)
 BN_PRIOR_KEYS = ("bn_weight", "bn_distance", "bn_first_multiplier")
 # DeepInversion's own recipe (Yin et al. CVPR 2020; the CIFAR-10 settings its authors publish: Adam lr 0.05, BN
 # prior weight 10 on Eq. 4 as written, jitter of 2 pixels, cross-entropy against one-hot class targets at
-# temperature 1; plus the flips of their ImageNet recipe, `--do_flip`, where the suite flips). Run through our engine at the ZSKD rows' step count, batch size and schedule; its total-variation
-# term (weight 2.5e-5 on L2 norms over the whole batch) has no counterpart in our per-image R_TV and is left out: on
-# the timm teachers its gradient is ~1e-5 of the BN prior's (benchmarks/deepinversion_tv.py).
+# temperature 1; plus the flips of their ImageNet recipe, `--do_flip`, where the suite flips). Run through our engine
+# at the ZSKD rows' step count, batch size and schedule; its total-variation term (weight 2.5e-5 on L2 norms over the
+# whole batch) has no counterpart in our per-image R_TV and is left out: on the timm teachers its gradient is ~1e-5
+# of the BN prior's (benchmarks/deepinversion_tv.py).
 DEEPINVERSION_SYNTHESIS = {"lr": 0.05, "temperature": 1.0, "bn_weight": 10.0, "bn_distance": "deepinversion",
                            "jitter": 2}  # fmt: skip
 # The paper augments the transfer set with scaling, translation, rotation and flipping; ours adds blur and contrast.
