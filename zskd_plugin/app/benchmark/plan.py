@@ -44,9 +44,7 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     student = suite.student or load_config_tree(d / suite.zskd)["models"]["student_model"]
 
     def student_ce(tree: dict[str, Any]) -> None:
-        model = tree["models"]["model"]
-        model["key"] = student["key"]
-        model["kwargs"] = copy.deepcopy(student.get("kwargs"))
+        _build_as(tree["models"]["model"], student)
         subset(tree)
 
     rows = [
@@ -114,11 +112,15 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     return rows
 
 
+def _build_as(model: dict[str, Any], student: dict[str, Any]) -> None:
+    """Make a config's model block build ``student`` (its key and kwargs; checkpoint paths stay)."""
+    model["key"] = student["key"]
+    model["kwargs"] = copy.deepcopy(student.get("kwargs"))
+
+
 def _swap_student(student: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     def edit(tree: dict[str, Any]) -> None:
-        model = tree["models"]["student_model"]
-        model["key"] = student["key"]
-        model["kwargs"] = copy.deepcopy(student.get("kwargs"))
+        _build_as(tree["models"]["student_model"], student)
 
     return edit
 

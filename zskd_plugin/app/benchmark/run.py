@@ -147,7 +147,7 @@ def run_suite(
         row_file = row_dir / "rows" / f"{plan.name}.json"
         previous = read_row(row_file)
         why = why_stale(plan, previous, config, None if report_only else teacher_ckpt, teacher_sha)
-        if why is not None and row_dir != out_dir and not report_only:  # another suite's teacher: not ours to train
+        if why is not None and row_dir != out_dir and not report_only:  # another suite's teacher, not ours to train
             raise FileNotFoundError(
                 f"{suite.name} distils from the {suite.teacher_suite} suite's teacher, whose row cannot be used "
                 f"({why}); measure it first: zskd benchmark --suite {suite.teacher_suite} --scale {scale.name}"
