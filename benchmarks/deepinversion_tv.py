@@ -22,6 +22,7 @@ import torch
 from machine import describe_cpu
 from torch import Tensor, nn
 
+from zskd_plugin.app.benchmark.suites import DEEPINVERSION_SYNTHESIS
 from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, synthesize_batch
 from zskd_plugin.teacher import TeacherSpec, load_teacher
 
@@ -81,11 +82,10 @@ def main() -> None:
         teacher = load_teacher(spec)
         mean_t, std_t = torch.tensor([mean]), torch.tensor([std])
         targets = torch.eye(10)[torch.arange(args.batch) % 10]
-        # the deepinversion row's synthesis (DEEPINVERSION_SYNTHESIS through the ZSKD config's schedule), in fp32
+        # the deepinversion row's synthesis (its recipe through the ZSKD config's schedule), in fp32
         config = SynthesisConfig(
-            num_iters=args.steps, lr=0.05, lr_schedule="cosine", batch_size=args.batch, temperature=1.0,
-            bn_weight=10.0, bn_distance="deepinversion", jitter=2, flip=flip,
-        )  # fmt: skip
+            **DEEPINVERSION_SYNTHESIS, num_iters=args.steps, lr_schedule="cosine", batch_size=args.batch, flip=flip
+        )
         start = torch.rand((args.batch, 1, 32, 32), generator=torch.Generator().manual_seed(0))
         with frozen_teacher(teacher):
             result = synthesize_batch(teacher, targets, (1, 32, 32), mean_t, std_t, config,
