@@ -18,7 +18,7 @@ from zskd_plugin.app.runner import load_model
 from zskd_plugin.builder import build_impression_dataset, make_impression_store
 from zskd_plugin.impressions import ImpressionConfig, open_store
 from zskd_plugin.models import InputFit, create_model
-from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, _random_view, frozen_teacher, synthesize_batch
+from zskd_plugin.synthesis import SynthesisConfig, SynthesisLoss, frozen_teacher, random_view, synthesize_batch
 from zskd_plugin.teacher import InputConfig
 
 
@@ -87,11 +87,11 @@ def test_jitter_and_flips_show_the_teacher_shifted_and_mirrored_views():
     x = torch.arange(2 * 1 * 5 * 6, dtype=torch.float32).view(2, 1, 5, 6)
     gen = torch.Generator().manual_seed(0)
     state = gen.get_state()
-    assert _random_view(x, SynthesisConfig(), gen) is x and torch.equal(gen.get_state(), state)  # off: no draws
+    assert random_view(x, SynthesisConfig(), gen) is x and torch.equal(gen.get_state(), state)  # off: no draws
     config = SynthesisConfig(jitter=2, flip=True)
     seen = set()
     for _ in range(200):
-        view = _random_view(x, config, gen)
+        view = random_view(x, config, gen)
         matches = [
             (dy, dx, flip)
             for dy in range(-2, 3)

@@ -3,7 +3,8 @@
 Data flows one way: teacher -> class similarity -> Dirichlet targets -> synthesis -> store. A store is keyed by the
 teacher's weights and every setting that changes its content, so a second run with the same config reuses it.
 Each part is independent (its own seeds, derived from ``seed`` and the part index), so parts can be made in any
-order, by any process, and resumed one by one.
+order, by any process, and resumed one by one; with ``synthesis: {method: 'generator'}`` parts follow each other
+(each adapts the generator the ones before it trained), so one process makes them in order.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from filelock import FileLock
 from torch import nn
 from torch.nn import functional as F
 
+from .amortised import AmortisedSynthesizer
 from .dirichlet import DirichletConfig, sample_soft_targets, split_counts
 from .progress import ProgressBar
 from .similarity import class_similarity, find_classifier
 from .store import FORMAT_VERSION, ImpressionStore, PartData, StoreError
 from .synthesis import (
+    GENERATOR_DEFAULTS,
     SynthesisConfig,
     SynthesisLoss,
     batchnorm_layers,
@@ -79,6 +82,9 @@ class ImpressionConfig:
             del settings["targets"]
         for name, off in _KEYED_ONLY_WHEN_SET.items():
             if settings["synthesis"][name] == off:
+                del settings["synthesis"][name]
+        if self.synthesis.method == "pixels":  # the generator's settings are keyed, all of them, only with it
+            for name in ("method", *GENERATOR_DEFAULTS):
                 del settings["synthesis"][name]
         if self.synthesis.bn_weight:  # parts mix classes (plan_parts); stores made before that are not reused
             settings["parts"] = "mixed classes"
@@ -171,6 +177,11 @@ def _part_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def _generator_seed(seed: int) -> int:
+    """The seed of ``method: generator``'s initial weights: a part index no store reaches."""
+    return _part_seed(seed, 1 << 40)
+
+
 def open_store(
     store_root: str | os.PathLike,
     teacher: nn.Module,
@@ -246,6 +257,8 @@ def synthesize_impressions(
     store.prepare()
     if world_size > 1:
         mine = shard_parts(plan_parts(num_classes, config), rank, world_size)
+        if config.synthesis.method == "generator":  # its parts follow each other: the first process makes them all
+            mine = set(range(store.num_parts)) if rank == 0 else set()
         with FileLock(str(store.lock_path) + f"-rank{rank}-of-{world_size}"):
             missing = [i for i in store.missing_parts() if i in mine]
             if missing:
@@ -312,10 +325,19 @@ def _synthesize_missing(
     with frozen_teacher(teacher), bar:
         # built once per store, so a compiled teacher compiles once
         loss_fn = SynthesisLoss(teacher, mean, std, config.synthesis)
+        amortised, last_missing = None, max(missing, default=-1)
+        if config.synthesis.method == "generator":
+            amortised = AmortisedSynthesizer(
+                teacher, input_config.input_size, mean, std, config.synthesis, _generator_seed(config.seed), loss_fn
+            )
         for plan in plans:
             if plan.index not in missing:
                 previous = None
-                continue
+                if amortised is None or plan.index > last_missing:
+                    continue
+                # the generator's parts follow each other: a part made before is made again (not written) so that
+                # the missing ones after it start from the same meta-learned generator as in an unbroken run
+                _logger.info("re-running part %d (kept on disk) to rebuild the generator", plan.index)
             seed = _part_seed(config.seed, plan.index)
             rng = np.random.default_rng(seed)
             targets = _part_targets(plan, similarity, config.targets, rng)
@@ -325,22 +347,27 @@ def _synthesize_missing(
                     previous = store.read_part(plan.index - 1).images
                 init = previous[: plan.count]  # only a row's last part can be smaller than the one before it
             try:
-                result = synthesize_batch(
-                    teacher,
-                    targets,
-                    input_config.input_size,
-                    mean,
-                    std,
-                    config.synthesis,
-                    torch.Generator().manual_seed(seed),
-                    init=init,
-                    loss_fn=loss_fn,
-                )
+                if amortised is not None:
+                    result = amortised(targets, torch.Generator().manual_seed(seed))
+                else:
+                    result = synthesize_batch(
+                        teacher,
+                        targets,
+                        input_config.input_size,
+                        mean,
+                        std,
+                        config.synthesis,
+                        torch.Generator().manual_seed(seed),
+                        init=init,
+                        loss_fn=loss_fn,
+                    )
             except FloatingPointError as exc:
                 raise StoreError(
                     f"part {plan.index} ({_describe(plan)}) diverged: {exc}; it was not written and completed parts "
                     "are kept. Lower synthesis lr or check the teacher for NaN weights"
                 ) from exc
+            if plan.index not in missing:
+                continue
             store.write_part(plan.index, PartData(result.images, targets, result.losses), _part_info(plan))
             previous = result.images
             bar.set_postfix(loss=f"{result.losses.mean().item():.3f}", agree=f"{result.agreement.float().mean():.0%}")
