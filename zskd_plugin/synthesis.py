@@ -68,8 +68,10 @@ class SynthesisConfig:
 
     Attributes:
         num_iters: the most Adam steps a Data Impression gets (the paper's release: 1500). 0 keeps the initial
-            uniform noise unoptimised: the noise baseline that shows what synthesis adds.
-        lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps).
+            uniform noise unoptimised: the noise baseline that shows what synthesis adds. With ``method:
+            generator``: the steps each batch after the first adapts the generator.
+        lr: Adam learning rate in pixel units (the release: 0.001 with 1500 steps); with ``method: generator``, that
+            of the latent codes.
         batch_size: Data Impressions optimised together; also the size of one store part.
         temperature: softmax temperature ``tau`` of the teacher (paper: 20).
         minmax_rescale: rescale the whole batch to [0, 1] by its min and max after every step, as the authors'
