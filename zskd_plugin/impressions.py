@@ -331,7 +331,8 @@ def _synthesize_missing(
                 teacher, input_config.input_size, mean, std, config.synthesis, _generator_seed(config.seed), loss_fn
             )
         for plan in plans:
-            if plan.index not in missing:
+            rerun = plan.index not in missing
+            if rerun:
                 previous = None
                 if amortised is None or plan.index > last_missing:
                     continue
@@ -366,7 +367,7 @@ def _synthesize_missing(
                     f"part {plan.index} ({_describe(plan)}) diverged: {exc}; it was not written and completed parts "
                     "are kept. Lower synthesis lr or check the teacher for NaN weights"
                 ) from exc
-            if plan.index not in missing:
+            if rerun:
                 continue
             store.write_part(plan.index, PartData(result.images, targets, result.losses), _part_info(plan))
             previous = result.images
