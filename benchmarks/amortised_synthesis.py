@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from zskd_plugin.similarity import class_similarity, find_classifier
 from zskd_plugin.synthesis import (
     SynthesisConfig,
     SynthesisLoss,
+    SynthesisResult,
     frozen_teacher,
     resolve_precision,
     synthesize_batch,
@@ -73,23 +75,29 @@ class RouteResult:
     agreement: float
 
 
+def timed_route(parts: list[Tensor], synthesize: Callable[[int, Tensor], SynthesisResult]) -> RouteResult:
+    """Time ``synthesize(index, targets)`` over the parts, in order; the mean final objective and agreement."""
+    losses, agreement, seconds, image_steps = [], [], 0.0, 0
+    for index, targets in enumerate(parts):
+        start = time.perf_counter()
+        result = synthesize(index, targets)
+        seconds += time.perf_counter() - start
+        image_steps += int(result.steps.sum())
+        losses.append(result.losses)
+        agreement.append(result.agreement)
+    return RouteResult(seconds, image_steps, sum(len(t) for t in parts), torch.cat(losses).mean().item(),
+                       torch.cat(agreement).float().mean().item())  # fmt: skip
+
+
 def engine_route(problem: Problem) -> RouteResult:
     teacher, setting, size = problem.teacher, problem.setting, problem.input.input_size
     mean, std, generator = problem.input.mean_tensor(), problem.input.std_tensor(), torch.Generator().manual_seed(0)
-    losses, agreement, seconds = [], [], 0.0
     with frozen_teacher(teacher):
         loss_fn = problem.loss()
         warm_up = dataclasses.replace(setting, num_iters=2)
         synthesize_batch(teacher, problem.parts[0], size, mean, std, warm_up, generator, loss_fn=loss_fn)
-        for targets in problem.parts:
-            start = time.perf_counter()
-            result = synthesize_batch(teacher, targets, size, mean, std, setting, generator, loss_fn=loss_fn)
-            seconds += time.perf_counter() - start
-            losses.append(result.losses)
-            agreement.append(result.agreement)
-    n = sum(len(t) for t in problem.parts)
-    return RouteResult(seconds, n * setting.num_iters, n, torch.cat(losses).mean().item(),
-                       torch.cat(agreement).float().mean().item())  # fmt: skip
+        return timed_route(problem.parts, lambda _, targets: synthesize_batch(
+            teacher, targets, size, mean, std, setting, generator, loss_fn=loss_fn))  # fmt: skip
 
 
 def generator_route(problem: Problem, args: argparse.Namespace, width: int, steps: int) -> RouteResult:
@@ -108,21 +116,12 @@ def generator_route(problem: Problem, args: argparse.Namespace, width: int, step
         lr_schedule="constant",
     )
     mean, std = problem.input.mean_tensor(), problem.input.std_tensor()
-    losses, agreement, seconds, image_steps = [], [], 0.0, 0
     with frozen_teacher(problem.teacher):
         synthesizer = AmortisedSynthesizer(
             problem.teacher, problem.input.input_size, mean, std, config, seed=0, loss_fn=problem.loss(config)
         )
-        for index, targets in enumerate(problem.parts):
-            start = time.perf_counter()
-            result = synthesizer(targets, torch.Generator().manual_seed(index))
-            seconds += time.perf_counter() - start
-            image_steps += int(result.steps.sum())
-            losses.append(result.losses)
-            agreement.append(result.agreement)
-    n = sum(len(t) for t in problem.parts)
-    return RouteResult(seconds, image_steps, n, torch.cat(losses).mean().item(),
-                       torch.cat(agreement).float().mean().item())  # fmt: skip
+        return timed_route(problem.parts, lambda index, targets: synthesizer(
+            targets, torch.Generator().manual_seed(index)))  # fmt: skip
 
 
 def flops_per_image_step(problem: Problem, width: int | None, latent_dim: int) -> float:
