@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -18,6 +20,7 @@ from zskd_plugin.app.benchmark import derive as bench_derive
 from zskd_plugin.app.benchmark import plan as bench_plan
 from zskd_plugin.app.benchmark import report as bench_report
 from zskd_plugin.app.benchmark import run as bench_run
+from zskd_plugin.app.benchmark import suites as bench_suites
 from zskd_plugin.app.runner import PipelineResult
 from zskd_plugin.app.yaml_tree import dump_config, find_calls, load_config_tree, render_config
 
@@ -57,18 +60,42 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row == "zskd-release"} == {24000}
 
 
+PIXEL_STEPS = {"num_iters": 200, "lr_schedule": "cosine"}
+
+
+def _with_generator_template(root: Path, suite: benchmark.Suite) -> benchmark.Suite:
+    """``suite`` reading a copy of its config folder under ``root`` whose ZSKD config synthesises through a
+    generator, with pixel steps for its deepinversion row."""
+    shutil.copytree(REPO / suite.config_dir, root / suite.config_dir)
+    zskd = root / suite.config_dir / suite.zskd
+    text, n = re.subn(r"synthesis: \{num_iters: \d+, lr: ([\d.]+), lr_schedule: 'cosine',",
+                      r"synthesis: {method: 'generator', num_iters: 10, lr: \1, lr_schedule: 'constant',",
+                      zskd.read_text())  # fmt: skip
+    assert n == 1
+    zskd.write_text(text)
+    return dataclasses.replace(suite, pixel_steps=PIXEL_STEPS)
+
+
 @pytest.mark.parametrize(
-    ("suite", "flip", "images", "views"),
-    [("fashion-mnist-timm", True, 2_592_000, 120), ("mnist-timm", False, 2_592_000, 60)],
+    ("suite", "flip", "images", "views", "generator"),
+    [
+        ("fashion-mnist-timm", True, 2_592_000, 120, False),
+        ("mnist-timm", False, 2_592_000, 60, False),
+        ("mnist-timm", False, 2_592_000, 60, True),  # its ZSKD config with method: 'generator'
+    ],
 )
 def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_deepinversion(
-    tmp_path: Path, suite: str, flip: bool, images: int, views: int
+    tmp_path: Path, suite: str, flip: bool, images: int, views: int, generator: bool
 ):
     suite_, scale = benchmark.SUITES[suite], benchmark.suite_scale(benchmark.SUITES[suite], benchmark.SCALES["quick"])
     # resnet10t's quick size; fixed views (teacher outputs stored once) afford the LeNet-5 suites' budget
     assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, images, 3)
     assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
-    plans = benchmark.plan_rows(suite_, scale, REPO)
+    root = REPO
+    if generator:
+        root = tmp_path / "repo"
+        suite_ = _with_generator_template(root, suite_)
+    plans = benchmark.plan_rows(suite_, scale, root)
     assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
     per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control"]
     assert [p.row for p in plans[3:]] == per_seed * 3 and [p.seed for p in plans[3:]] == [0] * 5 + [1] * 5 + [2] * 5
@@ -109,8 +136,26 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
         1.0, 10.0, "deepinversion")  # fmt: skip
     assert "bn_first_multiplier" not in deepinversion and deepinversion["flip"] is flip
     assert synthesis["zskd-bn"].get("flip", False) is flip  # a mirrored digit is no digit: the MNIST config never flips
-    for key in ("num_iters", "batch_size", "lr_schedule"):  # the engine's budget is the ZSKD rows'
-        assert deepinversion[key] == synthesis["zskd-bn"][key]
+    # the engine's budget is the ZSKD rows', or the suite's pixel steps where those rows adapt a generator instead:
+    # DeepInversion optimises pixels, and the noise row's images are unoptimised pixels, not a random generator's
+    pixel_budget = {**synthesis["zskd-bn"], **suite_.pixel_steps}
+    assert (synthesis["zskd-bn"].get("method") == "generator") is generator
+    assert bool(suite_.pixel_steps) is generator
+    for key in ("num_iters", "batch_size", "lr_schedule"):
+        assert deepinversion[key] == pixel_budget[key]
+    for row in ("deepinversion", "noise"):
+        assert not set(bench_suites.GENERATOR_KEYS) & set(synthesis[row]), row
+    assert synthesis["noise"]["num_iters"] == 0
+    labels = {p.row: p.label for p in plans[3:8]}
+    assert ("(generator)" in labels["zskd-bn"] and "(generator)" in labels["zskd-ours"]) is generator
+    assert "generator" not in labels["deepinversion"] + labels["noise"]
+
+
+def test_a_suite_whose_zskd_config_adapts_a_generator_names_deepinversions_pixel_steps(tmp_path: Path):
+    suite = dataclasses.replace(_with_generator_template(tmp_path, benchmark.SUITES["mnist-timm"]), pixel_steps={})
+    scale = benchmark.suite_scale(suite, benchmark.SCALES["quick"])
+    with pytest.raises(ValueError, match=r"synthesises through a generator: suite 'mnist-timm' needs pixel_steps"):
+        benchmark.plan_rows(suite, scale, tmp_path)
 
 
 def test_the_prior_row_needs_a_template_with_the_prior():

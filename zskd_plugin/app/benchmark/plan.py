@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from ..yaml_tree import load_config_tree
-from .derive import real_transfer_edit, subset_edit, train_size, zskd_edit
-from .suites import BN_PRIOR_KEYS, DEEPINVERSION_SYNTHESIS, PAPER_AUGMENT, RELEASE_SYNTHESIS, Scale, Suite
+from .derive import impression_kwargs, real_transfer_edit, subset_edit, train_size, zskd_edit
+from .suites import (
+    BN_PRIOR_KEYS,
+    DEEPINVERSION_SYNTHESIS,
+    GENERATOR_KEYS,
+    PAPER_AUGMENT,
+    RELEASE_SYNTHESIS,
+    Scale,
+    Suite,
+)
 
 __all__ = ["Budget", "RowPlan", "plan_rows", "shared_budget"]
 
@@ -58,8 +66,16 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     ours_syn = {} if scale.ours_iters is None else {"num_iters": scale.ours_iters}
     noise_syn = {"num_iters": 0}
     # DeepInversion through our engine: its targets, BN prior and jitter (and flips where the suite flips); the
-    # step count, batch, schedule and speed settings stay the ZSKD config's, so only the objective differs
-    deepinversion_syn = dict(DEEPINVERSION_SYNTHESIS, flip=suite.flip, **ours_syn)
+    # step count, batch, schedule and speed settings stay the ZSKD config's, so only the objective differs. Where the
+    # ZSKD config synthesises through a generator, DeepInversion still optimises pixels, at the suite's pixel_steps.
+    generator = (impression_kwargs(load_config_tree(zskd))[0].get("synthesis") or {}).get("method") == "generator"
+    if generator and "deepinversion" in suite.seed_rows and not suite.pixel_steps:
+        raise ValueError(
+            f"{suite.zskd} synthesises through a generator: suite {suite.name!r} needs pixel_steps (num_iters, "
+            "lr_schedule) for its deepinversion row, which optimises pixels"
+        )
+    deepinversion_syn = {**DEEPINVERSION_SYNTHESIS, "flip": suite.flip, **suite.pixel_steps, **ours_syn}
+    route = " (generator)" if generator else ""
     bn_rows = "zskd-bn" in suite.seed_rows
 
     def real_control(seed: int) -> Callable[[dict[str, Any]], None]:
@@ -77,21 +93,21 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
             "zskd-release", f"ZSKD, the release's CIFAR-10 synthesis recipe, {n_release} DIs", zskd, seed,
             zskd_edit(n_release, seed, release_syn, release_aug, replace_synthesis=True), n_release),
         "zskd-ours": lambda seed: RowPlan(
-            "zskd-ours", f"ZSKD, our settings{', no BN prior' if bn_rows else ''}, {n_zskd} DIs",
+            "zskd-ours", f"ZSKD, our settings{route}{', no BN prior' if bn_rows else ''}, {n_zskd} DIs",
             zskd, seed, zskd_edit(n_zskd, seed, ours_syn, None, drop=BN_PRIOR_KEYS), n_zskd),
         "zskd-bn": lambda seed: RowPlan(
-            "zskd-bn", f"ZSKD, our settings with the BatchNorm prior, {n_zskd} DIs", zskd, seed,
+            "zskd-bn", f"ZSKD, our settings{route} with the BatchNorm prior, {n_zskd} DIs", zskd, seed,
             zskd_edit(n_zskd, seed, ours_syn, None, require=BN_PRIOR_KEYS[:1]), n_zskd),
         "deepinversion": lambda seed: RowPlan(
             "deepinversion", f"DeepInversion's targets and priors (no Dirichlet), {n_zskd} DIs", zskd, seed,
-            zskd_edit(n_zskd, seed, deepinversion_syn, None, drop=BN_PRIOR_KEYS + ("tv_weight", "l2_weight"),
-                      targets="one_hot"), n_zskd),
+            zskd_edit(n_zskd, seed, deepinversion_syn, None,
+                      drop=BN_PRIOR_KEYS + GENERATOR_KEYS + ("tv_weight", "l2_weight"), targets="one_hot"), n_zskd),
         "real-control": lambda seed: RowPlan(
             "real-control", f"the same distillation on as many real training images as the "
             f"{'zskd-bn' if bn_rows else 'zskd-ours'} row's DIs, without labels", zskd, seed, real_control(seed)),
         "noise": lambda seed: RowPlan(
             "noise", f"the same distillation on {n_zskd} unoptimised uniform-noise images", zskd, seed,
-            zskd_edit(n_zskd, seed, noise_syn, None), n_zskd),
+            zskd_edit(n_zskd, seed, noise_syn, None, drop=GENERATOR_KEYS), n_zskd),
     }  # fmt: skip
     for seed in range(scale.seeds):
         rows += [per_seed[row](seed) for row in suite.seed_rows]

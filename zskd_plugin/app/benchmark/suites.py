@@ -7,9 +7,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...synthesis import GENERATOR_DEFAULTS
+
 __all__ = [
     "BN_PRIOR_KEYS",
     "DEEPINVERSION_SYNTHESIS",
+    "GENERATOR_KEYS",
     "ENGINE",
     "PAPER_AUGMENT",
     "RELEASE_SYNTHESIS",
@@ -78,6 +81,9 @@ class Suite:
     # distil from this suite's teacher row (its recorded checkpoint) instead of training a teacher of its own, so the
     # students sit beside that suite's on one teacher (and read the same DI stores)
     teacher_suite: str | None = None
+    # the pixel engine's step count and schedule for the deepinversion row, where the ZSKD config synthesises through
+    # a generator (`method: 'generator'`, whose few steps per batch are no budget for optimising pixels)
+    pixel_steps: dict[str, Any] = field(default_factory=dict)
 
 
 def suite_scale(suite: Suite, scale: Scale) -> Scale:
@@ -158,12 +164,15 @@ RELEASE_SYNTHESIS.update(ENGINE)
 # count and the seed.
 # The BatchNorm prior's keys: the zskd-ours row runs a ZSKD config without them (the zskd-bn row keeps them).
 BN_PRIOR_KEYS = ("bn_weight", "bn_distance", "bn_first_multiplier")
+# The generator route's keys (`method: 'generator'` and its settings): the rows that optimise pixels themselves
+# (deepinversion, noise) run a ZSKD config without them.
+GENERATOR_KEYS = ("method", *GENERATOR_DEFAULTS)
 # DeepInversion's own recipe (Yin et al. CVPR 2020; the CIFAR-10 settings its authors publish: Adam lr 0.05, BN
 # prior weight 10 on Eq. 4 as written, jitter of 2 pixels, cross-entropy against one-hot class targets at
 # temperature 1; plus the flips of their ImageNet recipe, `--do_flip`, where the suite flips). Run through our engine
-# at the ZSKD rows' step count, batch size and schedule; its total-variation term (weight 2.5e-5 on L2 norms over the
-# whole batch) has no counterpart in our per-image R_TV and is left out: on the timm teachers its gradient is ~1e-5
-# of the BN prior's (benchmarks/deepinversion_tv.py).
+# at the ZSKD rows' step count, batch size and schedule (the suite's pixel_steps where those rows use a generator);
+# its total-variation term (weight 2.5e-5 on L2 norms over the whole batch) has no counterpart in our per-image R_TV
+# and is left out: on the timm teachers its gradient is ~1e-5 of the BN prior's (benchmarks/deepinversion_tv.py).
 DEEPINVERSION_SYNTHESIS = {"lr": 0.05, "temperature": 1.0, "bn_weight": 10.0, "bn_distance": "deepinversion",
                            "jitter": 2}  # fmt: skip
 # The paper augments the transfer set with scaling, translation, rotation and flipping; ours adds blur and contrast.
