@@ -71,10 +71,15 @@ TEACHERS = {  # name -> (factory, input size, mean, std)
 
 WARMUP_STEPS = 5
 FAST = {"precision": "bf16", "channels_last": True, "lr_schedule": "cosine", "lr": 0.5, "num_iters": 80}
+# what the MNIST and Fashion-MNIST configs run: fewer steps, and image priors that trade teacher loss for smoother
+# images (the reported loss is the teacher's cross-entropy alone)
+CONFIGS = {"precision": "bf16", "channels_last": True, "lr_schedule": "cosine", "lr": 0.1, "num_iters": 100,
+           "tv_weight": 1.0, "l2_weight": 0.1}  # fmt: skip
 VARIANTS = {  # name -> engine settings over the base SynthesisConfig (the reference's lr and steps)
     "engine fp32": {},
     "engine bf16": {"precision": "bf16"},
     "engine bf16 channels_last": {"precision": "bf16", "channels_last": True},
+    "engine fp32 channels_last": {"channels_last": True},
     "engine fp32 compile": {"compile": True},
     "engine bf16 compile": {"precision": "bf16", "compile": True},
     "engine fp32 early-stop": {"early_stop_tol": 2e-4},
@@ -82,12 +87,11 @@ VARIANTS = {  # name -> engine settings over the base SynthesisConfig (the refer
     "engine fp32 cosine lr 0.5, 80 steps": {"lr_schedule": "cosine", "lr": 0.5, "num_iters": 80},
     "engine fast (bf16 channels_last cosine 80)": FAST,
     "engine fast + compile": dict(FAST, compile=True, channels_last=False),
-    # what the MNIST and Fashion-MNIST configs run: fewer steps, and image priors that trade teacher loss for
-    # smoother images (the reported loss is the teacher's cross-entropy alone)
-    "configs (fast, lr 0.1, 100 steps, priors)": {
-        "precision": "bf16", "channels_last": True, "lr_schedule": "cosine", "lr": 0.1, "num_iters": 100,
-        "tv_weight": 1.0, "l2_weight": 0.1,
-    },
+    "configs (fast, lr 0.1, 100 steps, priors)": CONFIGS,
+    # the same with precision 'auto' (bf16 only where the CPU has bf16 units), and with half the steps
+    "configs auto": dict(CONFIGS, precision="auto"),
+    "configs auto, 50 steps": dict(CONFIGS, precision="auto", num_iters=50),
+    "configs fp32, no channels_last": dict(CONFIGS, precision="fp32", channels_last=False),
 }  # fmt: skip
 
 
