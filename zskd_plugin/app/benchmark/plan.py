@@ -49,7 +49,8 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
 
     # the student as the ZSKD config builds it (key and kwargs), or the suite's own: a teacher template's kwargs (a
     # timm teacher's model_name, pretrained, in_chans) do not fit the student's constructor
-    student = suite.student or load_config_tree(d / suite.zskd)["models"]["student_model"]
+    zskd_tree = load_config_tree(d / suite.zskd)
+    student = suite.student or zskd_tree["models"]["student_model"]
 
     def student_ce(tree: dict[str, Any]) -> None:
         _build_as(tree["models"]["model"], student)
@@ -68,7 +69,7 @@ def plan_rows(suite: Suite, scale: Scale, configs_root: str | Path = ".") -> lis
     # DeepInversion through our engine: its targets, BN prior and jitter (and flips where the suite flips); the
     # step count, batch, schedule and speed settings stay the ZSKD config's, so only the objective differs. Where the
     # ZSKD config synthesises through a generator, DeepInversion still optimises pixels, at the suite's pixel_steps.
-    generator = (impression_kwargs(load_config_tree(zskd))[0].get("synthesis") or {}).get("method") == "generator"
+    generator = (impression_kwargs(zskd_tree)[0].get("synthesis") or {}).get("method") == "generator"
     if generator and "deepinversion" in suite.seed_rows and not suite.pixel_steps:
         raise ValueError(
             f"{suite.zskd} synthesises through a generator: suite {suite.name!r} needs pixel_steps (num_iters, "

@@ -12,8 +12,8 @@ from ...synthesis import GENERATOR_DEFAULTS
 __all__ = [
     "BN_PRIOR_KEYS",
     "DEEPINVERSION_SYNTHESIS",
-    "GENERATOR_KEYS",
     "ENGINE",
+    "GENERATOR_KEYS",
     "PAPER_AUGMENT",
     "RELEASE_SYNTHESIS",
     "SCALES",
