@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -60,42 +59,21 @@ def test_plan_has_every_row_of_the_table_with_seeds():
     assert {p.num_impressions for p in plans if p.row == "zskd-release"} == {24000}
 
 
-PIXEL_STEPS = {"num_iters": 200, "lr_schedule": "cosine"}
-
-
-def _with_generator_template(root: Path, suite: benchmark.Suite) -> benchmark.Suite:
-    """``suite`` reading a copy of its config folder under ``root`` whose ZSKD config synthesises through a
-    generator, with pixel steps for its deepinversion row."""
-    shutil.copytree(REPO / suite.config_dir, root / suite.config_dir)
-    zskd = root / suite.config_dir / suite.zskd
-    text, n = re.subn(r"synthesis: \{num_iters: \d+, lr: ([\d.]+), lr_schedule: 'cosine',",
-                      r"synthesis: {method: 'generator', num_iters: 10, lr: \1, lr_schedule: 'constant',",
-                      zskd.read_text())  # fmt: skip
-    assert n == 1
-    zskd.write_text(text)
-    return dataclasses.replace(suite, pixel_steps=PIXEL_STEPS)
-
-
 @pytest.mark.parametrize(
-    ("suite", "flip", "images", "views", "generator"),
+    ("suite", "flip", "n_dis", "views", "generator"),
     [
-        ("fashion-mnist-timm", True, 2_592_000, 120, False),
-        ("mnist-timm", False, 2_592_000, 60, False),
-        ("mnist-timm", False, 2_592_000, 60, True),  # its ZSKD config with method: 'generator'
+        ("fashion-mnist-timm", True, 2000, 120, False),
+        ("mnist-timm", False, 12000, 10, True),  # its ZSKD config synthesises through a generator
     ],
 )
 def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_deepinversion(
-    tmp_path: Path, suite: str, flip: bool, images: int, views: int, generator: bool
+    tmp_path: Path, suite: str, flip: bool, n_dis: int, views: int, generator: bool
 ):
     suite_, scale = benchmark.SUITES[suite], benchmark.suite_scale(benchmark.SUITES[suite], benchmark.SCALES["quick"])
-    # resnet10t's quick size; fixed views (teacher outputs stored once) afford the LeNet-5 suites' budget
-    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, images, 3)
+    images = 2_592_000  # resnet10t's quick size; fixed views (teacher outputs stored once) afford LeNet-5's budget
+    assert (scale.zskd_impressions, scale.images, scale.seeds) == (n_dis, images, 3)
     assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
-    root = REPO
-    if generator:
-        root = tmp_path / "repo"
-        suite_ = _with_generator_template(root, suite_)
-    plans = benchmark.plan_rows(suite_, scale, root)
+    plans = benchmark.plan_rows(suite_, scale, REPO)
     assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
     per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control"]
     assert [p.row for p in plans[3:]] == per_seed * 3 and [p.seed for p in plans[3:]] == [0] * 5 + [1] * 5 + [2] * 5
@@ -109,14 +87,14 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
             assert tree["models"]["model"]["key"] == "lenet5_half"
             assert tree["models"]["model"]["kwargs"] == {"num_classes": 10}
         assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(images / (
-            1800 * views if plan.row in per_seed else 55000)))  # fmt: skip
+            n_dis * 9 // 10 * views if plan.row in per_seed else 55000)))  # fmt: skip
         found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
         if found:
-            assert {kw["num_impressions"] for kw in found} == {2000}
+            assert {kw["num_impressions"] for kw in found} == {n_dis}
             impressions[plan.row] = found[0]
         if plan.row == "real-control":  # the zskd-bn row with its training DIs swapped for real images
             (real,) = [c["init"]["kwargs"] for c in find_calls(tree, "transfer.real_transfer_set")]
-            assert real["num_images"] == 1800 and real["seed"] == 0 and real["num_classes"] == 10
+            assert real["num_images"] == n_dis * 9 // 10 and real["seed"] == 0 and real["num_classes"] == 10
             assert real.get("fixed_views", 1) == views  # as many views of each real image as of each DI
             assert real["dataset"].value["init"]["kwargs"]["train"] is True
             assert [kw["split"] for kw in found] == ["val"]  # the held-out DIs stay, from the zskd-bn row's store
@@ -151,11 +129,11 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
     assert "generator" not in labels["deepinversion"] + labels["noise"]
 
 
-def test_a_suite_whose_zskd_config_adapts_a_generator_names_deepinversions_pixel_steps(tmp_path: Path):
-    suite = dataclasses.replace(_with_generator_template(tmp_path, benchmark.SUITES["mnist-timm"]), pixel_steps={})
+def test_a_suite_whose_zskd_config_adapts_a_generator_names_deepinversions_pixel_steps():
+    suite = dataclasses.replace(benchmark.SUITES["mnist-timm"], pixel_steps={})
     scale = benchmark.suite_scale(suite, benchmark.SCALES["quick"])
     with pytest.raises(ValueError, match=r"synthesises through a generator: suite 'mnist-timm' needs pixel_steps"):
-        benchmark.plan_rows(suite, scale, tmp_path)
+        benchmark.plan_rows(suite, scale, REPO)
 
 
 def test_the_prior_row_needs_a_template_with_the_prior():
@@ -473,15 +451,17 @@ def test_deepinversion_tv_is_the_batch_l2_norm_of_four_neighbour_differences():
     assert deepinversion_tv(z).item() == pytest.approx(4 * 4**0.5)
 
 
-@pytest.mark.parametrize(("suite", "views"), [("fashion-mnist-timm-student", 120), ("mnist-timm-student", 60)])
+@pytest.mark.parametrize(
+    ("suite", "n_dis", "views"), [("fashion-mnist-timm-student", 2000, 120), ("mnist-timm-student", 12000, 10)]
+)
 def test_a_timm_student_suite_trains_its_student_in_every_student_row_on_the_timm_suites_dis(
-    tmp_path: Path, suite: str, views: int
+    tmp_path: Path, suite: str, n_dis: int, views: int
 ):
     student_suite = benchmark.SUITES[suite]
     teacher_suite = benchmark.SUITES[student_suite.teacher_suite]
     quick = benchmark.SCALES["quick"]
     scale, lenet_scale = benchmark.suite_scale(student_suite, quick), benchmark.suite_scale(teacher_suite, quick)
-    assert (scale.zskd_impressions, scale.images, scale.seeds) == (2000, 648_000, 3)  # a quarter of the images
+    assert (scale.zskd_impressions, scale.images, scale.seeds) == (n_dis, 648_000, 3)  # a quarter of the images
     plans = benchmark.plan_rows(student_suite, scale, REPO)
     lenet_plans = benchmark.plan_rows(teacher_suite, lenet_scale, REPO)
     assert [p.name for p in plans] == [p.name for p in lenet_plans]
@@ -512,7 +492,7 @@ def test_a_timm_student_suite_trains_its_student_in_every_student_row_on_the_tim
         ]
         keys = ("teacher", "num_impressions", "seed", "synthesis", "dirichlet", "targets", "fixed_views")
         assert [{k: kw.get(k) for k in keys} for kw in found] == [{k: kw.get(k) for k in keys} for kw in lenet_found]
-        per_epoch = 55000 if plan.row in ("student-ce", "kd") else 1800 * views  # real images or fixed views
+        per_epoch = 55000 if plan.row in ("student-ce", "kd") else n_dis * 9 // 10 * views  # real or fixed views
         assert tree["train"]["num_epochs"] == round(648_000 / per_epoch)
         assert lenet_tree["train"]["num_epochs"] == round(2_592_000 / per_epoch)
 
