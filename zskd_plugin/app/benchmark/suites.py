@@ -101,14 +101,13 @@ _LENET_METHODS = (
 _TIMM_METHODS = (("kd", "KD (Hinton et al.) on real data", "kd-lenet5_half_from_resnet10t_{}.yaml"),)
 # real-control: the zskd-bn row's pipeline on as many real images (unlabelled), what the DIs lack beside their number
 _TIMM_ROWS = ("zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control")
-# resnet10t's forward and backward cost ~60x LeNet-5's on a CPU: 2,000 DIs per row instead of the paper's counts.
-# Both suites distil on fixed augmented views whose teacher outputs are stored once, so their rows see the LeNet-5
-# suites' 2,592,000 images (with the teacher on every batch, the CPU allowed 108,000).
+# resnet10t's forward and backward cost ~60x LeNet-5's on a CPU: 2,000 pixel-optimised DIs per Fashion-MNIST row
+# instead of the paper's 48,000. The MNIST timm config synthesises through a generator, ~5x faster per DI than the
+# pixel engine, so its suite keeps the quick scale's paper DI count (24,000; more DIs lifted its students up to
+# 12,000, results/README.md); its deepinversion row optimises pixels, at the step count and schedule the pixel engine
+# ran before. Both suites distil on fixed augmented views whose teacher outputs are stored once, so their rows see
+# the LeNet-5 suites' 2,592,000 images (with the teacher on every batch, the CPU allowed 108,000).
 _TIMM_QUICK = {"quick": {"zskd_impressions": 2000, "images": 2_592_000}}
-# The MNIST timm config synthesises through a generator, ~5x faster per DI than the pixel engine, so its suite
-# keeps the quick scale's paper DI count (24,000): there the DI count is what lifts the students (results/README.md,
-# "On MNIST, a milder augmentation"). Its deepinversion row optimises pixels at the step count and schedule the
-# pixel engine ran before.
 _MNIST_TIMM_PIXEL_STEPS = {"num_iters": 200, "lr_schedule": "cosine"}
 
 # A timm student beside LeNet-5-half, from the timm suites' teachers: LCNet at 0.35 width (timm's `lcnet_035`,
