@@ -73,6 +73,7 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
     images = 2_592_000  # resnet10t's quick size; fixed views (teacher outputs stored once) afford LeNet-5's budget
     assert (scale.zskd_impressions or suite_.paper_impressions, scale.images, scale.seeds) == (n_dis, images, 3)
     assert benchmark.SCALES["quick"].zskd_impressions is None  # the paper's suites keep theirs
+    n_train = n_dis * 9 // 10  # the config holds out 10% of the DIs for validation
     plans = benchmark.plan_rows(suite_, scale, REPO)
     assert [p.row for p in plans[:3]] == ["teacher", "student-ce", "kd"]
     per_seed = ["zskd-ours", "zskd-bn", "deepinversion", "noise", "real-control"]
@@ -87,14 +88,14 @@ def test_a_batchnorm_teacher_suite_plans_zskd_with_and_without_the_prior_beside_
             assert tree["models"]["model"]["key"] == "lenet5_half"
             assert tree["models"]["model"]["kwargs"] == {"num_classes": 10}
         assert tree["train"]["num_epochs"] == (3 if plan.row == "teacher" else round(images / (
-            n_dis * 9 // 10 * views if plan.row in per_seed else 55000)))  # fmt: skip
+            n_train * views if plan.row in per_seed else 55000)))  # fmt: skip
         found = [c["init"]["kwargs"] for c in find_calls(tree, "zskd_plugin.registry.datasets.data_impression_dataset")]
         if found:
             assert {kw["num_impressions"] for kw in found} == {n_dis}
             impressions[plan.row] = found[0]
         if plan.row == "real-control":  # the zskd-bn row with its training DIs swapped for real images
             (real,) = [c["init"]["kwargs"] for c in find_calls(tree, "transfer.real_transfer_set")]
-            assert real["num_images"] == n_dis * 9 // 10 and real["seed"] == 0 and real["num_classes"] == 10
+            assert real["num_images"] == n_train and real["seed"] == 0 and real["num_classes"] == 10
             assert real.get("fixed_views", 1) == views  # as many views of each real image as of each DI
             assert real["dataset"].value["init"]["kwargs"]["train"] is True
             assert [kw["split"] for kw in found] == ["val"]  # the held-out DIs stay, from the zskd-bn row's store

@@ -112,10 +112,10 @@ _MNIST_TIMM_PIXEL_STEPS = {"num_iters": 200, "lr_schedule": "cosine"}
 
 # A timm student beside LeNet-5-half, from the timm suites' teachers: LCNet at 0.35 width (timm's `lcnet_035`,
 # 0.38 M parameters), the cheapest per step of the small timm CNNs timed (results/student_step/timm_students.txt);
-# its training step costs ~9x LeNet-5-half's, so its rows see a quarter of the timm suites' images.
+# its training step costs ~9x LeNet-5-half's, so its rows see a quarter of the timm suites' images (on the timm
+# suites' own DI counts, whose stores they read).
 TIMM_STUDENT = {"key": "timm_model", "kwargs": {"model_name": "lcnet_035", "num_classes": 10, "in_chans": 1}}
-_TIMM_STUDENT_QUICK = {"quick": {"zskd_impressions": 2000, "images": 648_000}}
-_MNIST_TIMM_STUDENT_QUICK = {"quick": {"images": 648_000}}  # the MNIST timm suite's 24,000 DIs
+_TIMM_STUDENT_QUICK_IMAGES = 648_000
 
 _ALEXNET_METHODS = tuple(
     (row, label, config.replace("lenet5_half_from_lenet5", "alexnet_cifar_half_from_alexnet_cifar"))
@@ -151,9 +151,10 @@ SUITES: dict[str, Suite] = {
         {"teacher": 83.03, "student-ce": 80.04, "kd": 80.08, "zskd-release": 69.56},
     ),
 }  # fmt: skip
-for _teacher_suite, _quick in (("mnist-timm", _MNIST_TIMM_STUDENT_QUICK), ("fashion-mnist-timm", _TIMM_STUDENT_QUICK)):
-    SUITES[f"{_teacher_suite}-student"] = dataclasses.replace(  # the timm suites with the timm student
-        SUITES[_teacher_suite], name=f"{_teacher_suite}-student", scale_overrides=_quick,
+for _teacher_suite in ("mnist-timm", "fashion-mnist-timm"):  # the timm suites with the timm student
+    _quick = {**SUITES[_teacher_suite].scale_overrides.get("quick", {}), "images": _TIMM_STUDENT_QUICK_IMAGES}
+    SUITES[f"{_teacher_suite}-student"] = dataclasses.replace(
+        SUITES[_teacher_suite], name=f"{_teacher_suite}-student", scale_overrides={"quick": _quick},
         student=TIMM_STUDENT, teacher_suite=_teacher_suite,
     )  # fmt: skip
 
