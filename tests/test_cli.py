@@ -133,3 +133,48 @@ def test_progress_reaches_a_log_file_without_the_library_info_chatter(tmp_path, 
     assert all(", val acc " in e and " left" in e for e in epochs) and epochs[-1].endswith("about 0 s left")
     assert not any(" INFO " in line for line in lines)  # the library's own INFO records stay out
     assert "student (lenet5_half) test accuracy" in lines[-1]
+
+
+def test_an_interrupted_run_leaves_the_checkpoint_it_would_replace_whole(tmp_path, mnist_root, monkeypatch, capsys):
+    """dst_ckpt is replaced only when training ends: a stopped run (or a reader during training, such as a DI store
+    synthesised from a teacher being retrained) sees the checkpoint that was there before, byte for byte."""
+    from yaml_util import load_raw, shrink_config, write_random_teacher
+
+    from zskd_plugin.app import runner
+
+    mnist = Path(__file__).resolve().parents[1] / "yaml_configs" / "mnist"
+    sizes = {
+        r"num_epochs: \d+": "num_epochs: 2",
+        r"T_max: \d+": "T_max: 2",
+        r"num_impressions: \d+": "num_impressions: 20",
+    }
+    config = shrink_config(mnist / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
+    write_random_teacher(config)
+    dst = Path(load_raw(config)["models"]["student_model"]["dst_ckpt"])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(b"an earlier run's checkpoint")
+
+    real_evaluate, calls = runner.evaluate, []
+
+    def stop_in_the_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", stop_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--config", str(config), "--seed", "0", "--log-level", "WARNING"])
+    assert dst.read_bytes() == b"an earlier run's checkpoint"
+    assert Path(f"{dst}.partial").is_file()  # the first epoch's, written beside it
+
+    monkeypatch.setattr(runner, "evaluate", real_evaluate)
+    assert main(["train", "--config", str(config), "--seed", "0", "--log-level", "WARNING"]) == 0
+    saved = torch.load(dst, map_location="cpu", weights_only=False)
+    assert set(saved) >= {"model", "best_value"} and not Path(f"{dst}.partial").exists()
+    assert 0.0 <= saved["best_value"] <= 100.0  # a validation accuracy
+    # no epoch, no checkpoint to move into place: said before any training
+    zero = config.with_name("zero.yaml")
+    zero.write_text(config.read_text().replace("num_epochs: 2", "num_epochs: 0"))
+    assert main(["train", "--config", str(zero), "--seed", "0"]) == 2
+    assert "at least 1 epoch" in capsys.readouterr().err

@@ -147,7 +147,12 @@ def run_pipeline(
             teacher, student, dataset_dict, train_config, torch_device, device_ids, distributed, 1
         )
     )
+    if box.num_epochs < 1:
+        raise ValueError(f"train: num_epochs is {box.num_epochs}; a run needs at least 1 epoch to save a checkpoint")
     trained = box.model if teacher is None else box.student_model
+    # the best epoch is saved beside dst_ckpt and moved onto it once training ends: until then a checkpoint already
+    # there stays whole for whatever reads it (a DI store's teacher, a benchmark row), and an interrupted run keeps it
+    partial_ckpt = Path(f"{dst_ckpt}.partial")
     history: list[dict[str, float]] = []
     best_val = None
     start = time.time()
@@ -188,9 +193,11 @@ def run_pipeline(
             )
         if best_val is None or val_acc > best_val:
             best_val = val_acc
-            save_ckpt(trained, box.optimizer, box.lr_scheduler, best_val, {"config": str(config_path)}, dst_ckpt)
+            save_ckpt(trained, box.optimizer, box.lr_scheduler, best_val, {"config": str(config_path)}, partial_ckpt)
         box.post_epoch_process()
     train_seconds = time.time() - start
+    if is_main_process():  # the one process that saved
+        partial_ckpt.replace(dst_ckpt)
     box.clean_modules()
 
     test_config = config["test"]["test_data_loader"]
