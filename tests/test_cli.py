@@ -105,22 +105,28 @@ def test_synthesize_under_torchrun_splits_the_work_between_ranks(tmp_path):
     assert (store / "manifest.json").is_file() and len(list((store / "parts").glob("*.safetensors"))) == 8
 
 
-def test_progress_reaches_a_log_file_without_the_library_info_chatter(tmp_path, mnist_root):
-    """README command 1 runs at --log-level WARNING with its output possibly going to a file: synthesis progress and
-    one line per epoch (loss, validation accuracy, time left) still show; INFO records of the library do not."""
-    import contextlib
-    import io
-
+def _two_epoch_main_job(tmp_path: Path, mnist_root: Path, num_impressions: int) -> Path:
+    """The main job's config at test size (2 epochs, a few DIs) from a random LeNet-5 teacher written beside it."""
     from yaml_util import shrink_config, write_random_teacher
 
     mnist = Path(__file__).resolve().parents[1] / "yaml_configs" / "mnist"
     sizes = {
         r"num_epochs: \d+": "num_epochs: 2",
         r"T_max: \d+": "T_max: 2",
-        r"num_impressions: \d+": "num_impressions: 200",
+        r"num_impressions: \d+": f"num_impressions: {num_impressions}",
     }
     config = shrink_config(mnist / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
     write_random_teacher(config)
+    return config
+
+
+def test_progress_reaches_a_log_file_without_the_library_info_chatter(tmp_path, mnist_root):
+    """README command 1 runs at --log-level WARNING with its output possibly going to a file: synthesis progress and
+    one line per epoch (loss, validation accuracy, time left) still show; INFO records of the library do not."""
+    import contextlib
+    import io
+
+    config = _two_epoch_main_job(tmp_path, mnist_root, num_impressions=200)
     log = io.StringIO()  # not a terminal, like a log file
     with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
         assert main(["train", "--config", str(config), "--seed", "0", "--log-level", "WARNING"]) == 0
@@ -138,18 +144,11 @@ def test_progress_reaches_a_log_file_without_the_library_info_chatter(tmp_path, 
 def test_an_interrupted_run_leaves_the_checkpoint_it_would_replace_whole(tmp_path, mnist_root, monkeypatch, capsys):
     """dst_ckpt is replaced only when training ends: a stopped run (or a reader during training, such as a DI store
     synthesised from a teacher being retrained) sees the checkpoint that was there before, byte for byte."""
-    from yaml_util import load_raw, shrink_config, write_random_teacher
+    from yaml_util import load_raw
 
     from zskd_plugin.app import runner
 
-    mnist = Path(__file__).resolve().parents[1] / "yaml_configs" / "mnist"
-    sizes = {
-        r"num_epochs: \d+": "num_epochs: 2",
-        r"T_max: \d+": "T_max: 2",
-        r"num_impressions: \d+": "num_impressions: 20",
-    }
-    config = shrink_config(mnist / "zskd-lenet5_half_from_lenet5-quick.yaml", tmp_path, mnist_root, sizes)
-    write_random_teacher(config)
+    config = _two_epoch_main_job(tmp_path, mnist_root, num_impressions=20)
     dst = Path(load_raw(config)["models"]["student_model"]["dst_ckpt"])
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(b"an earlier run's checkpoint")
